@@ -1,0 +1,82 @@
+// The management API at /api/v1 (JSON; errors as RFC 9457 problem bodies). For now: blob metadata,
+// blob torrents, and blob bytes for BEP 19 web seeds.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { type Digest, parseDigest } from '../../shared/digest.ts';
+import { OciError, ProblemError, problems } from '../../shared/errors.ts';
+import { MediaTypes } from '../../shared/media-types.ts';
+import { encodeTorrent } from '../../shared/torrent/metainfo.ts';
+import { sendBlob } from '../blob-response.ts';
+import type { RegistryContext } from '../context.ts';
+
+export async function apiRoutes(app: FastifyInstance, context: RegistryContext): Promise<void> {
+  app.setErrorHandler((error, request, reply) => {
+    const problem = toProblem(error);
+    if (problem.status >= 500) request.log.error({ err: error }, 'api error');
+    reply.code(problem.status).type('application/problem+json').send(problem.toBody(request.url));
+  });
+
+  const digestParams = {
+    type: 'object',
+    properties: { digest: { type: 'string', maxLength: 200 } },
+    required: ['digest'],
+  } as const;
+
+  app.get<{ Params: { digest: string } }>(
+    '/blobs/:digest',
+    { schema: { params: digestParams } },
+    async (request, reply) => {
+      const digest = blobDigest(request.params.digest);
+      const blob = await context.metadata.findBlob(digest);
+      if (!blob) throw problems.notFound(`blob ${digest}`);
+      return sendBlob(context, digest, blob.size_bytes, request, reply);
+    },
+  );
+
+  app.get<{ Params: { digest: string } }>(
+    '/blobs/:digest/torrent',
+    { schema: { params: digestParams } },
+    async (request: FastifyRequest<{ Params: { digest: string } }>, reply: FastifyReply) => {
+      const digest = blobDigest(request.params.digest);
+      const blob = await context.metadata.findBlob(digest);
+      if (!blob) throw problems.notFound(`blob ${digest}`);
+      const torrent = await context.torrents.get(digest);
+      const file = encodeTorrent(torrent, {
+        announce: context.config.trackers,
+        webSeeds: [
+          ...context.config.webSeeds.map((seed) => webSeedUrl(seed, digest)),
+          webSeedUrl(context.config.publicUrl, digest),
+        ],
+      });
+      context.metrics.bytesOut.inc({ kind: 'torrent' }, file.length);
+      return reply
+        .type(MediaTypes.bittorrent)
+        .header('X-Info-Hash', torrent.infoHash)
+        .header('Content-Disposition', `attachment; filename="${digest.replace(':', '-')}.torrent"`)
+        .send(file);
+    },
+  );
+}
+
+/** A web seed's URL for one blob: the blob endpoint of a registry or seeder base URL. */
+export function webSeedUrl(base: string, digest: string): string {
+  return `${base.replace(/\/$/, '')}/api/v1/blobs/${digest}`;
+}
+
+function blobDigest(value: string): Digest {
+  try {
+    return parseDigest(value).digest;
+  } catch (error) {
+    throw problems.badRequest((error as Error).message);
+  }
+}
+
+function toProblem(error: unknown): ProblemError {
+  if (error instanceof ProblemError) return error;
+  if (error instanceof OciError)
+    return new ProblemError(error.status, error.code.toLowerCase(), error.code, error.message);
+  const candidate = error as { statusCode?: number; message?: string; validation?: unknown };
+  if (candidate.validation || (candidate.statusCode && candidate.statusCode < 500)) {
+    return new ProblemError(candidate.statusCode ?? 400, 'bad-request', 'Bad request', candidate.message);
+  }
+  return new ProblemError(500, 'internal', 'Internal error', 'internal error');
+}

@@ -1,0 +1,22 @@
+// What the registry's routes share: configuration, stores and services, built once per process.
+import type { BlobStore } from '../shared/blobstore/index.ts';
+import type { RegistryConfig } from '../shared/config.ts';
+import type { Database } from '../shared/db/database.ts';
+import type { HashPool } from '../shared/hashing/pool.ts';
+import type { StateStore } from '../shared/state.ts';
+import type { Metadata } from './metadata.ts';
+import type { RegistryMetrics } from './metrics.ts';
+import type { TorrentService } from './torrents.ts';
+import type { UploadService } from './uploads.ts';
+
+export interface RegistryContext {
+  config: RegistryConfig;
+  db: Database;
+  store: BlobStore;
+  state: StateStore;
+  hashPool: HashPool;
+  metadata: Metadata;
+  uploads: UploadService;
+  torrents: TorrentService;
+  metrics: RegistryMetrics;
+}

@@ -1,0 +1,191 @@
+// Blob uploads: sessions that receive chunks (PATCH), are hashed while they stream to the store, and
+// commit once the digest the client names matches the bytes. Sessions live in the state store
+// (Redis or a local file), so an upload survives a registry restart and any registry of a deployment
+// can continue it.
+
+import type { Hash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { type Readable, Transform } from 'node:stream';
+import type { BlobStore } from '../shared/blobstore/index.ts';
+import { type Digest, newHasher, parseDigest } from '../shared/digest.ts';
+import { OciError } from '../shared/errors.ts';
+import type { StateStore } from '../shared/state.ts';
+import type { Metadata } from './metadata.ts';
+
+export interface UploadSession {
+  id: string;
+  name: string;
+  /** Bytes received so far: the next chunk must start here. */
+  offset: number;
+  /** Start offsets of the chunks received. */
+  chunks: number[];
+  startedAt: number;
+}
+
+interface RunningHash {
+  hasher: Hash;
+  offset: number;
+}
+
+export interface UploadEvents {
+  /** A blob was committed (newly, or again). */
+  onCommitted?(digest: Digest, size: number): void;
+  onBytesReceived?(bytes: number): void;
+}
+
+const LOCK_TTL_MS = 10 * 60 * 1000;
+
+export class UploadService {
+  // The sha256 state of sessions this process has streamed, so that the common case (one process
+  // receives every chunk) never reads the bytes back. Anything else falls back to rehashing the upload.
+  private readonly runningHashes = new Map<string, RunningHash>();
+
+  constructor(
+    private readonly store: BlobStore,
+    private readonly state: StateStore,
+    private readonly metadata: Metadata,
+    private readonly sessionTtlMs: number,
+    private readonly events: UploadEvents = {},
+  ) {}
+
+  async start(name: string): Promise<UploadSession> {
+    const session: UploadSession = { id: randomUUID(), name, offset: 0, chunks: [], startedAt: Date.now() };
+    await this.store.createUpload(session.id);
+    await this.save(session);
+    this.runningHashes.set(session.id, { hasher: newHasher('sha256'), offset: 0 });
+    return session;
+  }
+
+  async get(name: string, id: string): Promise<UploadSession> {
+    const session = /^[0-9a-f-]{36}$/.test(id)
+      ? await this.state.get<UploadSession>(sessionKey(id))
+      : undefined;
+    if (!session || session.name !== name) throw new OciError('BLOB_UPLOAD_UNKNOWN');
+    return session;
+  }
+
+  /**
+   * Appends one chunk. `start`, from Content-Range, must be where the upload stands; a chunk that
+   * fails midway (client gone, store error) leaves the session as it was.
+   */
+  async append(name: string, id: string, body: Readable, start?: number): Promise<UploadSession> {
+    return this.state.withLock(`upload:${id}`, LOCK_TTL_MS, async () => {
+      const session = await this.get(name, id);
+      if (start !== undefined && start !== session.offset) {
+        throw new OciError('RANGE_INVALID', `chunk starts at ${start}, upload is at ${session.offset}`, {
+          headers: rangeHeaders(session),
+        });
+      }
+      const running = this.runningHashes.get(id);
+      const usable = running && running.offset === session.offset ? running : undefined;
+      const before = usable?.hasher.copy();
+      let source: Readable = body;
+      if (usable) {
+        const hasher = usable.hasher;
+        source = body.pipe(
+          new Transform({
+            transform(chunk: Buffer, _encoding, callback) {
+              hasher.update(chunk);
+              callback(null, chunk);
+            },
+          }),
+        );
+        body.on('error', (error) => source.destroy(error));
+      } else {
+        this.runningHashes.delete(id);
+      }
+      let written: number;
+      try {
+        written = await this.store.writeChunk(id, session.offset, source);
+      } catch (error) {
+        if (usable && before) this.runningHashes.set(id, { hasher: before, offset: session.offset });
+        throw error;
+      }
+      this.events.onBytesReceived?.(written);
+      if (written > 0) session.chunks.push(session.offset);
+      session.offset += written;
+      if (usable) usable.offset = session.offset;
+      await this.save(session);
+      return session;
+    });
+  }
+
+  /** Verifies the upload against `digest` and commits it; a mismatch discards the whole upload. */
+  async finish(
+    name: string,
+    id: string,
+    digestValue: string,
+    body?: Readable,
+  ): Promise<{ digest: Digest; size: number }> {
+    let session = await this.get(name, id);
+    const { algorithm, digest } = parseDigest(digestValue);
+    if (body) session = await this.append(name, id, body);
+    return this.state.withLock(`upload:${id}`, LOCK_TTL_MS, async () => {
+      const running = this.runningHashes.get(id);
+      const actual =
+        algorithm === 'sha256' && running && running.offset === session.offset
+          ? `sha256:${running.hasher.digest('hex')}`
+          : await this.rehash(session, algorithm);
+      this.runningHashes.delete(id);
+      if (actual !== digest) {
+        await this.discard(session);
+        throw new OciError('DIGEST_INVALID', `upload has digest ${actual}, not ${digest}`);
+      }
+      await this.state.withLock(`blob:${digest}`, LOCK_TTL_MS, async () => {
+        await this.store.commitUpload(id, session.chunks, session.offset, digest);
+        await this.metadata.recordBlob(
+          name,
+          digest,
+          session.offset,
+          this.store.kind,
+          this.store.pathOf(digest),
+        );
+      });
+      await this.state.delete(sessionKey(id));
+      this.events.onCommitted?.(digest, session.offset);
+      return { digest, size: session.offset };
+    });
+  }
+
+  async cancel(name: string, id: string): Promise<void> {
+    const session = await this.get(name, id);
+    await this.discard(session);
+  }
+
+  /** Cross-repository mount: links a blob of `from` into `name` without moving bytes. */
+  async mount(name: string, from: string, digest: string): Promise<boolean> {
+    const blob = await this.metadata.findRepositoryBlob(from, digest);
+    if (!blob) return false;
+    await this.metadata.linkBlob(name, digest);
+    return true;
+  }
+
+  private async rehash(session: UploadSession, algorithm: 'sha256' | 'sha512'): Promise<string> {
+    const hasher = newHasher(algorithm);
+    const source = await this.store.readUpload(session.id, session.chunks, session.offset);
+    for await (const chunk of source) hasher.update(chunk as Buffer);
+    return `${algorithm}:${hasher.digest('hex')}`;
+  }
+
+  private async discard(session: UploadSession): Promise<void> {
+    this.runningHashes.delete(session.id);
+    await this.store.deleteUpload(session.id, session.chunks);
+    await this.state.delete(sessionKey(session.id));
+  }
+
+  private async save(session: UploadSession): Promise<void> {
+    await this.state.set(sessionKey(session.id), session, this.sessionTtlMs);
+  }
+}
+
+export function rangeHeaders(session: UploadSession): Record<string, string> {
+  return {
+    Location: `/v2/${session.name}/blobs/uploads/${session.id}`,
+    Range: `0-${Math.max(0, session.offset - 1)}`,
+    'Docker-Upload-UUID': session.id,
+  };
+}
+
+function sessionKey(id: string): string {
+  return `upload:${id}`;
+}

@@ -1,0 +1,44 @@
+// Where blob bytes live. Blobs are content-addressed and immutable; uploads are append-only sessions
+// written chunk by chunk (one chunk per PATCH) and moved into place once their digest is verified.
+import type { Readable } from 'node:stream';
+import type { Digest } from '../digest.ts';
+
+/** Inclusive byte range, as in HTTP `Range: bytes=start-end`. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** Start offsets of the chunks an upload received, in order; stores that keep chunks apart need them. */
+export type UploadChunks = number[];
+
+export interface BlobStore {
+  readonly kind: 'filesystem' | 's3';
+  /** The blob's size, or undefined when the store does not have it. */
+  stat(digest: Digest): Promise<number | undefined>;
+  /** A stream of the blob's bytes (or of a range of them). Throws BlobNotFoundError when absent. */
+  read(digest: Digest, range?: ByteRange): Promise<Readable>;
+  delete(digest: Digest): Promise<void>;
+  /** The location a blob has in this store, recorded as image_blobs.storage_path. */
+  pathOf(digest: Digest): string;
+
+  createUpload(uploadId: string): Promise<void>;
+  /**
+   * Writes `source` as the chunk starting at `offset` and resolves to its length. When the source
+   * fails midway nothing of the chunk remains, so the upload can resume at `offset`.
+   */
+  writeChunk(uploadId: string, offset: number, source: Readable): Promise<number>;
+  /** All bytes uploaded so far, in order. */
+  readUpload(uploadId: string, chunks: UploadChunks, size: number): Promise<Readable>;
+  /** Moves a verified upload into place as `digest`; when the blob exists already the upload is dropped. */
+  commitUpload(uploadId: string, chunks: UploadChunks, size: number, digest: Digest): Promise<void>;
+  deleteUpload(uploadId: string, chunks: UploadChunks): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class BlobNotFoundError extends Error {
+  constructor(digest: string) {
+    super(`blob ${digest} not found in store`);
+    this.name = 'BlobNotFoundError';
+  }
+}

@@ -1,0 +1,99 @@
+// Settings come from the environment (and CLI flags, which override them). Every setting, its default
+// and its meaning is listed here and in the README's settings table.
+import { resolve } from 'node:path';
+import type { BlobStoreConfig } from './blobstore/index.ts';
+
+type Env = Record<string, string | undefined>;
+
+export interface CommonConfig {
+  dataDir: string;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  blobStore: BlobStoreConfig;
+  hashThreads: number | undefined;
+  logLevel: string;
+}
+
+export interface RegistryConfig extends CommonConfig {
+  host: string;
+  port: number;
+  /** The URL clients and peers reach this registry at: web seeds and absolute links use it. */
+  publicUrl: string;
+  /** Tracker announce URLs written into every torrent. */
+  trackers: string[];
+  /** Extra BEP 19 web seeds (edge seeders) listed before the center in every torrent. */
+  webSeeds: string[];
+  uploadSessionTtlMs: number;
+  maxManifestBytes: number;
+}
+
+export class ConfigError extends Error {}
+
+export function commonConfig(env: Env = process.env): CommonConfig {
+  const dataDir = resolve(env.ZEDGE_DATA_DIR ?? '.data');
+  const storeKind = env.ZEDGE_BLOB_STORE ?? (env.S3_ENDPOINT || env.S3_BUCKET ? 's3' : 'filesystem');
+  let blobStore: BlobStoreConfig;
+  if (storeKind === 'filesystem') {
+    blobStore = { kind: 'filesystem', root: resolve(env.ZEDGE_BLOB_DIR ?? `${dataDir}/blobs`) };
+  } else if (storeKind === 's3') {
+    blobStore = {
+      kind: 's3',
+      endpoint: env.S3_ENDPOINT,
+      region: env.S3_REGION ?? 'us-east-1',
+      bucket: env.S3_BUCKET ?? 'zedge',
+      accessKeyId: env.S3_ACCESS_KEY_ID,
+      secretAccessKey: env.S3_SECRET_ACCESS_KEY,
+      partSize: integer(env, 'S3_PART_SIZE', 16 * 1024 * 1024),
+      queueSize: integer(env, 'S3_QUEUE_SIZE', 4),
+    };
+  } else {
+    throw new ConfigError(`ZEDGE_BLOB_STORE must be "filesystem" or "s3", not "${storeKind}"`);
+  }
+  return {
+    dataDir,
+    databaseUrl: env.DATABASE_URL || undefined,
+    redisUrl: env.REDIS_URL || undefined,
+    blobStore,
+    hashThreads: env.ZEDGE_HASH_THREADS ? integer(env, 'ZEDGE_HASH_THREADS', 0) : undefined,
+    logLevel: env.LOG_LEVEL ?? 'info',
+  };
+}
+
+export function registryConfig(env: Env = process.env): RegistryConfig {
+  const [host, port] = listenAddress(env.ZEDGE_REGISTRY_LISTEN ?? '127.0.0.1:5000');
+  return {
+    ...commonConfig(env),
+    host,
+    port,
+    publicUrl: (
+      env.ZEDGE_REGISTRY_URL ?? `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`
+    ).replace(/\/$/, ''),
+    trackers: list(env.ZEDGE_TRACKERS ?? 'http://127.0.0.1:6969/announce'),
+    webSeeds: list(env.ZEDGE_WEB_SEEDS ?? ''),
+    uploadSessionTtlMs: integer(env, 'ZEDGE_UPLOAD_TTL_SECONDS', 24 * 3600) * 1000,
+    maxManifestBytes: integer(env, 'ZEDGE_MAX_MANIFEST_BYTES', 4 * 1024 * 1024),
+  };
+}
+
+export function listenAddress(value: string): [string, number] {
+  const match = /^(.*):(\d+)$/.exec(value);
+  const port = Number(match?.[2]);
+  if (!match?.[1] || port > 65535) throw new ConfigError(`not a host:port listen address: ${value}`);
+  return [match[1].replace(/^\[|\]$/g, ''), port];
+}
+
+function list(value: string): string[] {
+  return value
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean);
+}
+
+function integer(env: Env, name: string, fallback: number): number {
+  const value = env[name];
+  if (value === undefined || value === '') return fallback;
+  const parsed = Number(value);
+  if (!Number.isSafeInteger(parsed) || parsed < 0)
+    throw new ConfigError(`${name} must be a whole number, not "${value}"`);
+  return parsed;
+}

@@ -1,0 +1,10 @@
+import { registryCore } from './001-registry-core.ts';
+
+export interface Migration {
+  version: number;
+  name: string;
+  /** One statement each: the pg driver and PGlite both take a single statement per parameterless query. */
+  statements: string[];
+}
+
+export const migrations: Migration[] = [registryCore];

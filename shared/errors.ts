@@ -1,0 +1,88 @@
+// Every error a client can see is created here, with a stable code.
+// OCI Distribution errors (`/v2`) carry the spec's codes; `/api/v1` answers with RFC 9457 problem bodies.
+
+export const OciErrorCodes = {
+  BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
+  BLOB_UPLOAD_INVALID: { status: 400, message: 'blob upload invalid' },
+  BLOB_UPLOAD_UNKNOWN: { status: 404, message: 'blob upload unknown to registry' },
+  DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
+  MANIFEST_BLOB_UNKNOWN: {
+    status: 404,
+    message: 'manifest references a manifest or blob unknown to registry',
+  },
+  MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
+  MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown to registry' },
+  NAME_INVALID: { status: 400, message: 'invalid repository name' },
+  NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
+  SIZE_INVALID: { status: 400, message: 'provided length did not match content length' },
+  UNAUTHORIZED: { status: 401, message: 'authentication required' },
+  DENIED: { status: 403, message: 'requested access to the resource is denied' },
+  UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
+  TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
+  // Not in the spec's table, but distribution's well-known codes for these conditions.
+  RANGE_INVALID: { status: 416, message: 'requested range not satisfiable' },
+  UNAVAILABLE: { status: 503, message: 'service unavailable' },
+} as const;
+
+export type OciErrorCode = keyof typeof OciErrorCodes;
+
+export class OciError extends Error {
+  readonly code: OciErrorCode;
+  readonly status: number;
+  readonly detail: unknown;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    code: OciErrorCode,
+    message?: string,
+    options: { detail?: unknown; status?: number; headers?: Record<string, string> } = {},
+  ) {
+    super(message ?? OciErrorCodes[code].message);
+    this.name = 'OciError';
+    this.code = code;
+    this.status = options.status ?? OciErrorCodes[code].status;
+    this.detail = options.detail;
+    this.headers = options.headers ?? {};
+  }
+
+  toBody(): { errors: { code: string; message: string; detail?: unknown }[] } {
+    const error: { code: string; message: string; detail?: unknown } = {
+      code: this.code,
+      message: this.message,
+    };
+    if (this.detail !== undefined) error.detail = this.detail;
+    return { errors: [error] };
+  }
+}
+
+/** An RFC 9457 problem, the error body of `/api/v1`. */
+export class ProblemError extends Error {
+  readonly status: number;
+  readonly type: string;
+  readonly title: string;
+
+  constructor(status: number, type: string, title: string, detail?: string) {
+    super(detail ?? title);
+    this.name = 'ProblemError';
+    this.status = status;
+    this.type = type;
+    this.title = title;
+  }
+
+  toBody(instance?: string): Record<string, unknown> {
+    return {
+      type: `https://zedge.dev/problems/${this.type}`,
+      title: this.title,
+      status: this.status,
+      detail: this.message,
+      ...(instance ? { instance } : {}),
+    };
+  }
+}
+
+export const problems = {
+  notFound: (what: string) => new ProblemError(404, 'not-found', 'Not found', what),
+  badRequest: (detail: string) => new ProblemError(400, 'bad-request', 'Bad request', detail),
+  conflict: (detail: string) => new ProblemError(409, 'conflict', 'Conflict', detail),
+  unavailable: (detail: string) => new ProblemError(503, 'unavailable', 'Service unavailable', detail),
+};

@@ -1,0 +1,149 @@
+// Shared, expiring state (upload sessions, locks): Redis when configured, so that several processes
+// behind one address agree; in process otherwise, persisted to files so that it survives a restart.
+// Values are msgpackr-encoded records.
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { pack, unpack } from 'msgpackr';
+
+export interface StateStore {
+  readonly kind: 'redis' | 'local';
+  get<T>(key: string): Promise<T | undefined>;
+  set<T>(key: string, value: T, ttlMs: number): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** Runs `work` while holding a lock named `key` (across processes when backed by Redis). */
+  withLock<T>(key: string, ttlMs: number, work: () => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+const LOCK_POLL_MS = 25;
+
+export class RedisStateStore implements StateStore {
+  readonly kind = 'redis';
+  private readonly redis: Redis;
+
+  constructor(
+    url: string,
+    private readonly prefix = 'zedge:',
+  ) {
+    this.redis = new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 3, enableOfflineQueue: true });
+  }
+
+  async get<T>(key: string): Promise<T | undefined> {
+    const value = await this.redis.getBuffer(this.prefix + key);
+    return value ? (unpack(value) as T) : undefined;
+  }
+
+  async set<T>(key: string, value: T, ttlMs: number): Promise<void> {
+    await this.redis.set(this.prefix + key, pack(value), 'PX', ttlMs);
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.redis.del(this.prefix + key);
+  }
+
+  async withLock<T>(key: string, ttlMs: number, work: () => Promise<T>): Promise<T> {
+    const lockKey = `${this.prefix}lock:${key}`;
+    const token = randomUUID();
+    while ((await this.redis.set(lockKey, token, 'PX', ttlMs, 'NX')) !== 'OK') {
+      await sleep(LOCK_POLL_MS);
+    }
+    try {
+      return await work();
+    } finally {
+      // Release only our own lock: it may have expired and been taken by another process.
+      await this.redis.eval(
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
+        1,
+        lockKey,
+        token,
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    this.redis.disconnect();
+  }
+}
+
+interface LocalRecord {
+  value: unknown;
+  expiresAt: number;
+}
+
+export class LocalStateStore implements StateStore {
+  readonly kind = 'local';
+  private readonly records = new Map<string, LocalRecord>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  /** With `persistDir`, records are also written there and read back after a restart. */
+  constructor(private readonly persistDir?: string) {
+    if (persistDir) mkdirSync(persistDir, { recursive: true });
+  }
+
+  async get<T>(key: string): Promise<T | undefined> {
+    let record = this.records.get(key);
+    if (!record && this.persistDir) {
+      const bytes = await readFile(this.fileOf(key)).catch(() => undefined);
+      if (bytes) {
+        record = unpack(bytes) as LocalRecord;
+        this.records.set(key, record);
+      }
+    }
+    if (!record) return undefined;
+    if (record.expiresAt <= Date.now()) {
+      await this.delete(key);
+      return undefined;
+    }
+    return record.value as T;
+  }
+
+  async set<T>(key: string, value: T, ttlMs: number): Promise<void> {
+    const record: LocalRecord = { value, expiresAt: Date.now() + ttlMs };
+    this.records.set(key, record);
+    if (this.persistDir) {
+      const file = this.fileOf(key);
+      const temporary = `${file}.${randomUUID()}.tmp`;
+      await writeFile(temporary, pack(record));
+      await rename(temporary, file);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    this.records.delete(key);
+    if (this.persistDir) await rm(this.fileOf(key), { force: true });
+  }
+
+  async withLock<T>(key: string, _ttlMs: number, work: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(key) ?? Promise.resolve();
+    const current = previous.catch(() => {}).then(work);
+    this.locks.set(key, current);
+    try {
+      return await current;
+    } finally {
+      if (this.locks.get(key) === current) this.locks.delete(key);
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  private fileOf(key: string): string {
+    return join(this.persistDir!, `${Buffer.from(key).toString('base64url')}.msgpack`);
+  }
+}
+
+export function openStateStore(options: {
+  redisUrl?: string | undefined;
+  persistDir?: string;
+  prefix?: string;
+}) {
+  return options.redisUrl
+    ? new RedisStateStore(options.redisUrl, options.prefix)
+    : new LocalStateStore(options.persistDir);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
