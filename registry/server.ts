@@ -30,7 +30,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
   const state = openStateStore({
     redisUrl: config.redisUrl,
     persistDir: `${config.dataDir}/state`,
-    prefix: 'zedge:registry:',
+    prefix: `${config.redisPrefix}registry:`,
   });
   const hashPool = new HashPool(config.hashThreads);
   const metrics = createRegistryMetrics();

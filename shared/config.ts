@@ -9,6 +9,8 @@ export interface CommonConfig {
   dataDir: string;
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
+  /** Prefix of every Redis key, so that deployments (or tests) can share one Redis. */
+  redisPrefix: string;
   blobStore: BlobStoreConfig;
   hashThreads: number | undefined;
   logLevel: string;
@@ -53,6 +55,7 @@ export function commonConfig(env: Env = process.env): CommonConfig {
     dataDir,
     databaseUrl: env.DATABASE_URL || undefined,
     redisUrl: env.REDIS_URL || undefined,
+    redisPrefix: env.ZEDGE_REDIS_PREFIX ?? 'zedge:',
     blobStore,
     hashThreads: env.ZEDGE_HASH_THREADS ? integer(env, 'ZEDGE_HASH_THREADS', 0) : undefined,
     logLevel: env.LOG_LEVEL ?? 'info',

@@ -375,7 +375,7 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
     }));
     return reply
       .header('Content-Type', MediaTypes.ociIndex)
-      .send(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests }));
+      .send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests })));
   }
 
   function audit(

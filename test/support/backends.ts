@@ -1,0 +1,162 @@
+// Test backends: the embedded defaults (directory store, PGlite, in-process state) and production
+// (Ceph RGW through S3, PostgreSQL, Redis), both real. Each test gets its own database, bucket and
+// key prefix, removed afterwards. Production services come from the environment or from
+// .services/services.env, which `scripts/services.sh up` writes.
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import {
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+  ListObjectsV2Command,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import pg from 'pg';
+import { createRegistry, type RegistryServer } from '../../registry/server.ts';
+import { type RegistryConfig, registryConfig } from '../../shared/config.ts';
+import { createLogger } from '../../shared/logger.ts';
+
+export type BackendName = 'embedded' | 'production';
+
+export const BACKENDS: BackendName[] = (process.env.ZEDGE_TEST_BACKENDS ?? 'embedded,production')
+  .split(',')
+  .filter(Boolean) as BackendName[];
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+/** Production service settings: the environment first, then the file scripts/services.sh writes. */
+export function productionEnv(): Record<string, string> {
+  const file = resolve(import.meta.dirname, '../../.services/services.env');
+  const fromFile: Record<string, string> = {};
+  if (existsSync(file)) {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const match = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+      if (match) fromFile[match[1]!] = match[2]!;
+    }
+  }
+  const keys = [
+    'DATABASE_URL',
+    'REDIS_URL',
+    'S3_ENDPOINT',
+    'S3_ACCESS_KEY_ID',
+    'S3_SECRET_ACCESS_KEY',
+    'S3_REGION',
+  ];
+  const env: Record<string, string> = {};
+  for (const key of keys) {
+    const value = process.env[key] ?? fromFile[key];
+    if (!value)
+      throw new Error(`${key} is not set: run scripts/services.sh up (or set ZEDGE_TEST_BACKENDS=embedded)`);
+    env[key] = value;
+  }
+  return env;
+}
+
+export interface BackendResources {
+  /** Environment variables that point a service at this backend's resources. */
+  env: Record<string, string>;
+  dataDir: string;
+}
+
+/** Makes a fresh set of resources for one backend; everything is removed at teardown. */
+export async function provisionBackend(t: Teardown, backend: BackendName): Promise<BackendResources> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'zedge-test-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  if (backend === 'embedded')
+    return { env: { ZEDGE_DATA_DIR: dataDir, ZEDGE_BLOB_STORE: 'filesystem' }, dataDir };
+
+  const production = productionEnv();
+  const suffix = randomBytes(6).toString('hex');
+  const database = `zedge_test_${suffix}`;
+  const admin = new pg.Client({ connectionString: production.DATABASE_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${database}`);
+  await admin.end();
+  const databaseUrl = new URL(production.DATABASE_URL!);
+  databaseUrl.pathname = `/${database}`;
+  const bucket = `zedge-test-${suffix}`;
+  t.teardown(async () => {
+    await dropDatabase(production.DATABASE_URL!, database);
+    await removeBucket(production, bucket);
+  });
+  return {
+    dataDir,
+    env: {
+      ...production,
+      ZEDGE_DATA_DIR: dataDir,
+      ZEDGE_BLOB_STORE: 's3',
+      DATABASE_URL: databaseUrl.toString(),
+      S3_BUCKET: bucket,
+      // One prefix per test keeps Redis state apart without a database per test.
+      ZEDGE_REDIS_PREFIX: `zedge-test-${suffix}:`,
+    },
+  };
+}
+
+export interface RunningRegistry {
+  url: string;
+  server: RegistryServer;
+  config: RegistryConfig;
+  close(): Promise<void>;
+}
+
+/** Starts a registry in this process on a free loopback port. */
+export async function startRegistry(
+  t: Teardown,
+  resources: BackendResources,
+  overrides: Record<string, string> = {},
+): Promise<RunningRegistry> {
+  const config = registryConfig({
+    ZEDGE_REGISTRY_LISTEN: '127.0.0.1:0',
+    LOG_LEVEL: 'warn',
+    ...resources.env,
+    ...overrides,
+  });
+  const server = await createRegistry(config, createLogger('registry-test', process.env.LOG_LEVEL ?? 'warn'));
+  const url = await server.listen();
+  config.publicUrl = url;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await server.close();
+  };
+  t.teardown(close);
+  return { url, server, config, close };
+}
+
+async function dropDatabase(url: string, database: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+}
+
+async function removeBucket(env: Record<string, string>, bucket: string): Promise<void> {
+  const client = new S3Client({
+    region: env.S3_REGION ?? 'us-east-1',
+    endpoint: env.S3_ENDPOINT,
+    forcePathStyle: true,
+    credentials: { accessKeyId: env.S3_ACCESS_KEY_ID!, secretAccessKey: env.S3_SECRET_ACCESS_KEY! },
+  });
+  try {
+    for (;;) {
+      const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
+      const keys = (listed.Contents ?? []).map((object) => ({ Key: object.Key! }));
+      if (keys.length === 0) break;
+      await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));
+    }
+    await client.send(new DeleteBucketCommand({ Bucket: bucket }));
+  } catch {
+    // A bucket that was never created (the test failed early) needs no removal.
+  } finally {
+    client.destroy();
+  }
+}
