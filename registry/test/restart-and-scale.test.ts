@@ -1,0 +1,76 @@
+// Upload sessions survive a registry restart, and registries of one deployment (shared PostgreSQL,
+// Ceph bucket and Redis) see the same content and can continue each other's uploads.
+import t from 'tap';
+import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
+import { pushImage, randomBlob } from '../../test/support/oci.ts';
+
+for (const backend of BACKENDS) {
+  t.test(`${backend}: an upload resumes after a registry restart`, async (t) => {
+    const resources = await provisionBackend(t, backend);
+    const first = await startRegistry(t, resources);
+    const blob = randomBlob(600_000);
+    const start = await fetch(`${first.url}/v2/lib/resume/blobs/uploads/`, { method: 'POST' });
+    const path = start.headers.get('location')!;
+    const half = 300_000;
+    const patched = await fetch(new URL(path, first.url), {
+      method: 'PATCH',
+      headers: { 'Content-Range': `0-${half - 1}`, 'Content-Type': 'application/octet-stream' },
+      body: blob.data.subarray(0, half),
+    });
+    t.equal(patched.status, 202);
+    await first.close();
+
+    const second = await startRegistry(t, resources);
+    const status = await fetch(new URL(path, second.url));
+    t.equal(status.status, 204);
+    t.equal(status.headers.get('range'), `0-${half - 1}`, 'the restarted registry knows the session');
+    const done = await fetch(`${new URL(path, second.url)}?digest=${blob.digest}`, {
+      method: 'PUT',
+      headers: { 'Content-Range': `${half}-${blob.data.length - 1}`, 'Content-Type': 'application/octet-stream' },
+      body: blob.data.subarray(half),
+    });
+    t.equal(done.status, 201, 'digest verified by rehashing what the first process stored');
+    const get = await fetch(`${second.url}/v2/lib/resume/blobs/${blob.digest}`);
+    t.same(Buffer.from(await get.arrayBuffer()), blob.data);
+  });
+}
+
+if (BACKENDS.includes('production')) {
+  t.test('production: two registries behind one address share content and sessions', async (t) => {
+    const resources = await provisionBackend(t, 'production');
+    const a = await startRegistry(t, resources);
+    const b = await startRegistry(t, resources);
+    const image = await pushImage(a.url, 'shared/app', 'v1', [100_000, 200_000]);
+    const manifest = await fetch(`${b.url}/v2/shared/app/manifests/v1`);
+    t.equal(manifest.status, 200);
+    t.equal(manifest.headers.get('docker-content-digest'), image.manifestDigest);
+    const layer = await fetch(`${b.url}/v2/shared/app/blobs/${image.layers[1]!.digest}`);
+    t.same(Buffer.from(await layer.arrayBuffer()), image.layers[1]!.data);
+
+    // A chunked upload whose chunks land on alternating registries.
+    const blob = randomBlob(90_000);
+    const start = await fetch(`${a.url}/v2/shared/app/blobs/uploads/`, { method: 'POST' });
+    let path = start.headers.get('location')!;
+    for (const [index, base] of [a.url, b.url, a.url].entries()) {
+      const chunk = blob.data.subarray(index * 30_000, (index + 1) * 30_000);
+      const response = await fetch(new URL(path, base), {
+        method: 'PATCH',
+        headers: { 'Content-Range': `${index * 30_000}-${index * 30_000 + chunk.length - 1}`, 'Content-Type': 'application/octet-stream' },
+        body: chunk,
+      });
+      t.equal(response.status, 202);
+      path = response.headers.get('location')!;
+    }
+    const done = await fetch(`${new URL(path, b.url)}?digest=${blob.digest}`, { method: 'PUT' });
+    t.equal(done.status, 201);
+    const fromA = await fetch(`${a.url}/v2/shared/app/blobs/${blob.digest}`);
+    t.same(Buffer.from(await fromA.arrayBuffer()), blob.data);
+
+    // Both registries agree on the torrent of a blob, whichever computes it.
+    const [ta, tb] = await Promise.all([
+      fetch(`${a.url}/api/v1/blobs/${blob.digest}/torrent`),
+      fetch(`${b.url}/api/v1/blobs/${blob.digest}/torrent`),
+    ]);
+    t.equal(ta.headers.get('x-info-hash'), tb.headers.get('x-info-hash'));
+  });
+}
