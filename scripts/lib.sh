@@ -61,7 +61,7 @@ wait_for_apt() {
     if ! pgrep -x 'apt-get|apt|dpkg|unattended-upgr' >/dev/null; then
       return 0
     fi
-    ((i % 30 == 0)) && log "waiting for a running apt/dpkg to finish (see /tmp/apt.log)"
+    ((i % 30 == 0)) && log "waiting for a running apt/dpkg to finish"
     sleep 1
   done
   die "apt/dpkg still busy after 15 minutes"

@@ -29,7 +29,9 @@ export interface RegistryConfig extends CommonConfig {
   maxManifestBytes: number;
 }
 
-export class ConfigError extends Error {}
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
 
 export function commonConfig(env: Env = process.env): CommonConfig {
   const dataDir = resolve(env.ZEDGE_DATA_DIR ?? '.data');

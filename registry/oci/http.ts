@@ -15,7 +15,8 @@ export async function readBounded(source: Readable, limit: number): Promise<Buff
     if (total > limit * DRAIN_FACTOR) source.destroy();
     if (total <= limit) parts.push(chunk as Buffer);
   }
-  if (total > limit) throw new OciError('MANIFEST_INVALID', `manifest exceeds ${limit} bytes`, { status: 413 });
+  if (total > limit)
+    throw new OciError('MANIFEST_INVALID', `manifest exceeds ${limit} bytes`, { status: 413 });
   return Buffer.concat(parts);
 }
 

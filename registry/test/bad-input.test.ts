@@ -1,7 +1,14 @@
 // Bad input gets a clear OCI error, never a 500, a crash or a hang, and leaves nothing partial visible.
 import t from 'tap';
 import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
-import { errorCode, imageManifest, pushBlobMonolithic, putManifest, randomBlob, sha256 } from '../../test/support/oci.ts';
+import {
+  errorCode,
+  imageManifest,
+  pushBlobMonolithic,
+  putManifest,
+  randomBlob,
+  sha256,
+} from '../../test/support/oci.ts';
 import { abortedUpload, rawRequest } from '../../test/support/raw-http.ts';
 
 for (const backend of BACKENDS) {
@@ -29,11 +36,20 @@ for (const backend of BACKENDS) {
     });
 
     t.test('malformed digests and unknown algorithms', async (t) => {
-      for (const digest of ['sha256:xyz', 'sha256:' + 'A'.repeat(64), 'md5:' + 'a'.repeat(32), 'nodigest', 'sha256:' + 'a'.repeat(63)]) {
+      for (const digest of [
+        'sha256:xyz',
+        'sha256:' + 'A'.repeat(64),
+        'md5:' + 'a'.repeat(32),
+        'nodigest',
+        'sha256:' + 'a'.repeat(63),
+      ]) {
         const blob = await fetch(`${url}/v2/lib/x/blobs/${digest}`);
         t.equal(blob.status, 400, `GET blob ${digest}`);
         t.equal(await errorCode(blob), 'DIGEST_INVALID');
-        const upload = await fetch(`${url}/v2/lib/x/blobs/uploads/?digest=${digest}`, { method: 'POST', body: 'x' });
+        const upload = await fetch(`${url}/v2/lib/x/blobs/uploads/?digest=${digest}`, {
+          method: 'POST',
+          body: 'x',
+        });
         t.equal(upload.status, 400, `POST ?digest=${digest}`);
         t.equal(await errorCode(upload), 'DIGEST_INVALID');
       }
@@ -51,18 +67,27 @@ for (const backend of BACKENDS) {
         ['not json', '{"schemaVersion": 2,'],
         ['an array', '[]'],
         ['schema 1', JSON.stringify({ schemaVersion: 1, name: 'x', tag: 'y', fsLayers: [] })],
-        ['no config', JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', layers: [] })],
+        [
+          'no config',
+          JSON.stringify({
+            schemaVersion: 2,
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            layers: [],
+          }),
+        ],
         [
           'bad descriptor digest',
-          JSON.stringify(imageManifest({ digest: config.digest, size: 10 }, [{ digest: 'sha256:123', size: 1 }])),
+          JSON.stringify(
+            imageManifest({ digest: config.digest, size: 10 }, [{ digest: 'sha256:123', size: 1 }]),
+          ),
         ],
-        [
-          'negative size',
-          JSON.stringify(imageManifest({ digest: config.digest, size: -1 }, [])),
-        ],
+        ['negative size', JSON.stringify(imageManifest({ digest: config.digest, size: -1 }, []))],
         [
           'media type mismatch',
-          JSON.stringify({ ...imageManifest({ digest: config.digest, size: 10 }, []), mediaType: 'application/vnd.oci.image.index.v1+json' }),
+          JSON.stringify({
+            ...imageManifest({ digest: config.digest, size: 10 }, []),
+            mediaType: 'application/vnd.oci.image.index.v1+json',
+          }),
         ],
         ['unknown media type', JSON.stringify({ schemaVersion: 2, mediaType: 'text/plain' })],
       ];
@@ -134,7 +159,13 @@ for (const backend of BACKENDS) {
       });
       t.equal(patched.status, 202);
       // The second chunk is cut after 512 KiB of its 1 MiB.
-      await abortedUpload(url, 'PATCH', path, 1024 * 1024, blob.data.subarray(first.length, first.length + 512 * 1024));
+      await abortedUpload(
+        url,
+        'PATCH',
+        path,
+        1024 * 1024,
+        blob.data.subarray(first.length, first.length + 512 * 1024),
+      );
       let status = await fetch(new URL(path, url));
       for (let attempt = 0; attempt < 50 && status.status !== 204; attempt++) {
         await new Promise((resolve) => setTimeout(resolve, 50));
@@ -146,7 +177,10 @@ for (const backend of BACKENDS) {
       const rest = blob.data.subarray(first.length);
       const done = await fetch(`${new URL(path, url)}?digest=${blob.digest}`, {
         method: 'PUT',
-        headers: { 'Content-Range': `${first.length}-${blob.data.length - 1}`, 'Content-Type': 'application/octet-stream' },
+        headers: {
+          'Content-Range': `${first.length}-${blob.data.length - 1}`,
+          'Content-Type': 'application/octet-stream',
+        },
         body: rest,
       });
       t.equal(done.status, 201);
@@ -155,7 +189,13 @@ for (const backend of BACKENDS) {
 
       // A monolithic upload cut short leaves no blob at all.
       const other = randomBlob(2 * 1024 * 1024);
-      await abortedUpload(url, 'POST', `/v2/lib/cut/blobs/uploads/?digest=${other.digest}`, other.data.length, other.data.subarray(0, 1024 * 1024));
+      await abortedUpload(
+        url,
+        'POST',
+        `/v2/lib/cut/blobs/uploads/?digest=${other.digest}`,
+        other.data.length,
+        other.data.subarray(0, 1024 * 1024),
+      );
       await new Promise((resolve) => setTimeout(resolve, 300));
       t.equal((await fetch(`${url}/v2/lib/cut/blobs/${other.digest}`, { method: 'HEAD' })).status, 404);
     });

@@ -26,7 +26,10 @@ for (const backend of BACKENDS) {
     t.equal(status.headers.get('range'), `0-${half - 1}`, 'the restarted registry knows the session');
     const done = await fetch(`${new URL(path, second.url)}?digest=${blob.digest}`, {
       method: 'PUT',
-      headers: { 'Content-Range': `${half}-${blob.data.length - 1}`, 'Content-Type': 'application/octet-stream' },
+      headers: {
+        'Content-Range': `${half}-${blob.data.length - 1}`,
+        'Content-Type': 'application/octet-stream',
+      },
       body: blob.data.subarray(half),
     });
     t.equal(done.status, 201, 'digest verified by rehashing what the first process stored');
@@ -55,7 +58,10 @@ if (BACKENDS.includes('production')) {
       const chunk = blob.data.subarray(index * 30_000, (index + 1) * 30_000);
       const response = await fetch(new URL(path, base), {
         method: 'PATCH',
-        headers: { 'Content-Range': `${index * 30_000}-${index * 30_000 + chunk.length - 1}`, 'Content-Type': 'application/octet-stream' },
+        headers: {
+          'Content-Range': `${index * 30_000}-${index * 30_000 + chunk.length - 1}`,
+          'Content-Type': 'application/octet-stream',
+        },
         body: chunk,
       });
       t.equal(response.status, 202);

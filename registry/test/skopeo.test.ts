@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
-import { buildLayout, SKOPEO_COPY_FLAGS, skopeo } from '../../test/support/oci-layout.ts';
 import { sha256 } from '../../test/support/oci.ts';
+import { buildLayout, SKOPEO_COPY_FLAGS, skopeo } from '../../test/support/oci-layout.ts';
 
 for (const backend of BACKENDS) {
   t.test(`${backend}: skopeo push and pull`, async (t) => {
@@ -17,12 +17,28 @@ for (const backend of BACKENDS) {
     t.teardown(() => rm(work, { recursive: true, force: true }));
     const image = await buildLayout(work, 'v1', [3 * 1024 * 1024, 1024 * 1024, 64 * 1024]);
 
-    await skopeo(['copy', ...SKOPEO_COPY_FLAGS, '--dest-tls-verify=false', `oci:${image.dir}:v1`, `docker://${host}/zedge/desktop:v1`]);
+    await skopeo([
+      'copy',
+      ...SKOPEO_COPY_FLAGS,
+      '--dest-tls-verify=false',
+      `oci:${image.dir}:v1`,
+      `docker://${host}/zedge/desktop:v1`,
+    ]);
     const raw = await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${host}/zedge/desktop:v1`]);
-    t.equal(sha256(raw.stdout), image.manifestDigest, 'the registry serves the pushed manifest byte for byte');
+    t.equal(
+      sha256(raw.stdout),
+      image.manifestDigest,
+      'the registry serves the pushed manifest byte for byte',
+    );
 
     const pulled = join(work, 'pulled');
-    await skopeo(['copy', ...SKOPEO_COPY_FLAGS, '--src-tls-verify=false', `docker://${host}/zedge/desktop:v1`, `oci:${pulled}:v1`]);
+    await skopeo([
+      'copy',
+      ...SKOPEO_COPY_FLAGS,
+      '--src-tls-verify=false',
+      `docker://${host}/zedge/desktop:v1`,
+      `oci:${pulled}:v1`,
+    ]);
     const blobs = await readdir(join(pulled, 'blobs', 'sha256'));
     for (const digest of [image.manifestDigest, ...image.layerDigests]) {
       t.ok(blobs.includes(digest.slice('sha256:'.length)), `pulled ${digest.slice(0, 19)}`);
@@ -32,9 +48,16 @@ for (const backend of BACKENDS) {
 
     // A second push of the same image moves no layer bytes again.
     const before = await (await fetch(`${url}/metrics`)).text();
-    await skopeo(['copy', ...SKOPEO_COPY_FLAGS, '--dest-tls-verify=false', `oci:${image.dir}:v1`, `docker://${host}/zedge/desktop:v2`]);
+    await skopeo([
+      'copy',
+      ...SKOPEO_COPY_FLAGS,
+      '--dest-tls-verify=false',
+      `oci:${image.dir}:v1`,
+      `docker://${host}/zedge/desktop:v2`,
+    ]);
     const after = await (await fetch(`${url}/metrics`)).text();
-    const bytesIn = (text: string) => Number(/zedge_registry_bytes_in_total\{[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
+    const bytesIn = (text: string) =>
+      Number(/zedge_registry_bytes_in_total\{[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);
     t.equal(bytesIn(after), bytesIn(before), 'existing blobs are not uploaded again');
   });
 }

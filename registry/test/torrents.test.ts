@@ -53,16 +53,26 @@ for (const backend of BACKENDS) {
     const pieceLength = torrent.info['piece length'];
     const expected = [];
     for (let offset = 0; offset < size; offset += pieceLength) {
-      expected.push(createHash('sha1').update(blob.data.subarray(offset, offset + pieceLength)).digest());
+      expected.push(
+        createHash('sha1')
+          .update(blob.data.subarray(offset, offset + pieceLength))
+          .digest(),
+      );
     }
-    t.same(Buffer.from(torrent.info.pieces), Buffer.concat(expected), 'piece hashes are the SHA-1 of each piece');
+    t.same(
+      Buffer.from(torrent.info.pieces),
+      Buffer.concat(expected),
+      'piece hashes are the SHA-1 of each piece',
+    );
 
     const infoHash = createHash('sha1').update(bencode.encode(torrent.info)).digest('hex');
     t.equal(response.headers.get('x-info-hash'), infoHash);
     const again = await fetch(`${url}/api/v1/blobs/${blob.digest}/torrent`);
     t.equal(again.headers.get('x-info-hash'), infoHash, 'the infohash is stable');
 
-    const webSeed = await fetch(`${url}/api/v1/blobs/${blob.digest}`, { headers: { Range: `bytes=${pieceLength}-${2 * pieceLength - 1}` } });
+    const webSeed = await fetch(`${url}/api/v1/blobs/${blob.digest}`, {
+      headers: { Range: `bytes=${pieceLength}-${2 * pieceLength - 1}` },
+    });
     t.equal(webSeed.status, 206);
     t.same(Buffer.from(await webSeed.arrayBuffer()), blob.data.subarray(pieceLength, 2 * pieceLength));
 
@@ -77,7 +87,9 @@ t.test('aria2 downloads a blob from the center web seed alone and verifies it', 
   const { url } = await startRegistry(t, resources, { ZEDGE_TRACKERS: 'http://127.0.0.1:9/announce' });
   const blob = randomBlob(5 * 1024 * 1024 + 777);
   await pushBlobMonolithic(url, 'lib/aria', blob.data);
-  const torrent = Buffer.from(await (await fetch(`${url}/api/v1/blobs/${blob.digest}/torrent`)).arrayBuffer());
+  const torrent = Buffer.from(
+    await (await fetch(`${url}/api/v1/blobs/${blob.digest}/torrent`)).arrayBuffer(),
+  );
   const dir = await mkdtemp(join(tmpdir(), 'zedge-aria2-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'blob.torrent'), torrent);

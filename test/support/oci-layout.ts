@@ -21,9 +21,11 @@ async function writeRandomFile(path: string, size: number): Promise<void> {
   const chunk = 4 * 1024 * 1024;
   for (let written = 0; written < size; written += chunk) {
     const part = randomBytes(Math.min(chunk, size - written));
-    if (!out.write(part)) await new Promise((resolve) => out.once('drain', resolve));
+    if (!out.write(part)) await new Promise<void>((resolve) => out.once('drain', () => resolve()));
   }
-  await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    out.end((error?: Error | null) => (error ? reject(error) : resolve())),
+  );
 }
 
 async function sha256File(path: string): Promise<string> {
@@ -38,7 +40,10 @@ async function addBlob(dir: string, source: string): Promise<{ digest: string; s
   return { digest: `sha256:${hex}`, size: (await stat(join(dir, 'blobs', 'sha256', hex))).size };
 }
 
-async function addJson(dir: string, value: unknown): Promise<{ digest: string; size: number; bytes: Buffer }> {
+async function addJson(
+  dir: string,
+  value: unknown,
+): Promise<{ digest: string; size: number; bytes: Buffer }> {
   const bytes = Buffer.from(JSON.stringify(value));
   const hex = createHash('sha256').update(bytes).digest('hex');
   await writeFile(join(dir, 'blobs', 'sha256', hex), bytes);
@@ -70,7 +75,11 @@ export async function buildLayout(parent: string, tag: string, layerSizes: numbe
   const manifest = await addJson(dir, {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.size },
+    config: {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: config.digest,
+      size: config.size,
+    },
     layers: layers.map((layer) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer })),
   });
   await writeFile(

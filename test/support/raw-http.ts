@@ -11,21 +11,30 @@ export interface RawResponse {
 export function rawRequest(base: string, method: string, path: string, body?: Buffer): Promise<RawResponse> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = request({ hostname, port, method, path, headers: body ? { 'Content-Length': body.length } : {} }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk) => {
-        text += chunk;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-    });
+    const req = request(
+      { hostname, port, method, path, headers: body ? { 'Content-Length': body.length } : {} },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
 }
 
 /** Starts a request that announces `declaredLength` bytes, sends `sent` of them, then drops the connection. */
-export function abortedUpload(base: string, method: string, path: string, declaredLength: number, sent: Buffer): Promise<void> {
+export function abortedUpload(
+  base: string,
+  method: string,
+  path: string,
+  declaredLength: number,
+  sent: Buffer,
+): Promise<void> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve) => {
     const req = request({

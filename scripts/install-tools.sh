@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the real clients the tests and benchmarks drive, from Debian's packages, where missing:
+# skopeo (OCI client) and aria2 (BitTorrent client) for the tests; with --bench also Debian's
+# docker-registry (CNCF distribution), the baseline of loadtest/registry-throughput.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LOG_TAG=install-tools
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+
+packages=(skopeo aria2 tar)
+[[ ${1:-} == --bench ]] && packages+=(docker-registry)
+ensure_packages "${packages[@]}"
+log "ready: ${packages[*]}"
