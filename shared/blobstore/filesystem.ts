@@ -8,7 +8,7 @@ import { type Digest, parseDigest } from '../digest.ts';
 import { BlobNotFoundError, type BlobStore, type ByteRange } from './blob-store.ts';
 
 // Large reads: fewer syscalls and event-loop turns per byte served.
-const READ_HIGH_WATER_MARK = 1024 * 1024;
+const READ_HIGH_WATER_MARK = 4 * 1024 * 1024;
 
 export class FilesystemBlobStore implements BlobStore {
   readonly kind = 'filesystem';

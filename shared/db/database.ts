@@ -1,9 +1,11 @@
 // One SQL dialect everywhere: PostgreSQL through `pg` in production, PGlite (PostgreSQL in WebAssembly)
 // embedded. Callers see only this interface.
 import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
+import type { Worker } from 'node:worker_threads';
 import pg from 'pg';
+import { siblingModule, startWorker } from '../workers.ts';
 import { migrate } from './migrate.ts';
+import type { Request, Response } from './pglite-worker.ts';
 
 export type Row = Record<string, unknown>;
 
@@ -52,27 +54,86 @@ class PostgresDatabase implements Database {
   }
 }
 
+/** PGlite in a worker thread (see pglite-worker.ts), reached through messages. */
 class PgliteDatabase implements Database {
   readonly kind = 'pglite';
-  constructor(private readonly db: PGlite) {}
+  private readonly pending = new Map<
+    number,
+    { resolve: (response: Response) => void; reject: (error: Error) => void }
+  >();
+  private nextId = 1;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (response: Response) => {
+      const waiter = this.pending.get(response.id);
+      if (!waiter) return;
+      this.pending.delete(response.id);
+      if (response.error)
+        waiter.reject(Object.assign(new Error(response.error.message), { code: response.error.code }));
+      else waiter.resolve(response);
+    });
+    worker.on('error', (error) => {
+      for (const waiter of this.pending.values()) waiter.reject(error);
+      this.pending.clear();
+    });
+  }
+
+  static async open(dataDir: string | undefined): Promise<PgliteDatabase> {
+    const worker = startWorker(siblingModule('pglite-worker', import.meta.url), { workerData: { dataDir } });
+    const database = new PgliteDatabase(worker);
+    await database.query('SELECT 1');
+    return database;
+  }
 
   async query<T extends object>(sql: string, params: unknown[] = []): Promise<T[]> {
-    return (await this.db.query<T>(sql, params)).rows.map(normalizeBigints);
+    return this.queryIn<T>(undefined, sql, params);
   }
 
   async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.db.transaction(async (tx) =>
-      work({
-        query: async <R extends object>(sql: string, params: unknown[] = []) =>
-          (await tx.query<R>(sql, params)).rows.map(normalizeBigints),
-      }),
-    );
+    const { tx } = await this.call({ op: 'begin' });
+    const finished = this.wait(-tx!);
+    let result: T;
+    try {
+      result = await work({
+        query: <R extends object>(sql: string, params: unknown[] = []) => this.queryIn<R>(tx, sql, params),
+      });
+    } catch (error) {
+      await this.call({ op: 'end', tx: tx!, commit: false });
+      await finished;
+      throw error;
+    }
+    await this.call({ op: 'end', tx: tx!, commit: true });
+    await finished;
+    return result;
   }
 
   async close(): Promise<void> {
-    await this.db.close();
+    await this.call({ op: 'close' });
+    await this.worker.terminate();
+  }
+
+  private async queryIn<T extends object>(
+    tx: number | undefined,
+    sql: string,
+    params: unknown[],
+  ): Promise<T[]> {
+    const response = await this.call({ op: 'query', sql, params, ...(tx === undefined ? {} : { tx }) });
+    return (response.rows as T[]).map(normalizeBigints);
+  }
+
+  private call(request: DistributiveOmit<Request, 'id'>): Promise<Response> {
+    const id = this.nextId++;
+    const answer = this.wait(id);
+    this.worker.postMessage({ ...request, id });
+    return answer;
+  }
+
+  private wait(id: number): Promise<Response> {
+    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject }));
   }
 }
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 // PGlite returns int8 as bigint; the pg driver is configured above to return numbers. Keep them alike.
 function normalizeBigints<T>(row: T): T {
@@ -97,7 +158,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     );
   } else {
     if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
-    database = new PgliteDatabase(await PGlite.create(options.dataDir));
+    database = await PgliteDatabase.open(options.dataDir);
   }
   await migrate(database);
   return database;

@@ -3,10 +3,10 @@
 import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
 import { Piscina } from 'piscina';
+import { siblingModule } from '../workers.ts';
 import type { HashTask } from './worker.ts';
 
-// Workers load the same kind of file as this module: .ts under the test runner's loader, .js when built.
-const workerFile = new URL(`./worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+const workerFile = siblingModule('worker', import.meta.url);
 
 export class HashPool {
   private readonly pool: Piscina<HashTask, Uint8Array | string>;
