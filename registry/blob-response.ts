@@ -25,9 +25,24 @@ export async function sendBlob(
   if (range) reply.code(206).header('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
   if (request.method === 'HEAD') return reply.send();
   try {
-    const stream = await context.store.read(digest, range);
+    if (context.store.open) {
+      const blob = await context.store.open(digest, range);
+      // Past this point the response is written by hand: the store's recycled buffers go straight to
+      // the socket. A failure midway can only cut the connection (the client sees a short body).
+      reply.hijack();
+      reply.raw.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>);
+      blob.writeTo(reply.raw).then(
+        () => reply.raw.end(),
+        (error) => {
+          request.log.warn({ err: error, digest }, 'blob transfer cut short');
+          reply.raw.destroy();
+        },
+      );
+    } else {
+      reply.send(await context.store.read(digest, range));
+    }
     context.metrics.bytesOut.inc({ kind: 'blob' }, length);
-    return reply.send(stream);
+    return reply;
   } catch (error) {
     if (error instanceof BlobNotFoundError)
       throw new OciError('BLOB_UNKNOWN', `blob ${digest} is missing from the store`);

@@ -84,8 +84,15 @@ export class TorrentService {
     const size = await this.store.stat(digest);
     if (size === undefined) throw new Error(`blob ${digest} is not in the store`);
     const pieceLength = pieceLengthFor(size);
-    const { pieces, length } = await this.pool.pieceHashes(await this.store.read(digest), pieceLength);
-    if (length !== size) throw new Error(`blob ${digest} changed size while hashing (${length} != ${size})`);
+    let pieces: Buffer;
+    let length = size;
+    if (this.store.localPath) {
+      pieces = await this.pool.pieceHashesOfFile(this.store.localPath(digest), size, pieceLength);
+    } else {
+      ({ pieces, length } = await this.pool.pieceHashes(await this.store.read(digest), pieceLength));
+      if (length !== size)
+        throw new Error(`blob ${digest} changed size while hashing (${length} != ${size})`);
+    }
     const info: BlobInfo = { digest, length, pieceLength, pieces };
     const infoHash = infoHashOf(info);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;

@@ -5,7 +5,7 @@
 
 import type { Hash } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
-import { type Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { BlobStore } from '../shared/blobstore/index.ts';
 import { type Digest, newHasher, parseDigest } from '../shared/digest.ts';
 import { OciError } from '../shared/errors.ts';
@@ -79,24 +79,11 @@ export class UploadService {
       const running = this.runningHashes.get(id);
       const usable = running && running.offset === session.offset ? running : undefined;
       const before = usable?.hasher.copy();
-      let source: Readable = body;
-      if (usable) {
-        const hasher = usable.hasher;
-        source = body.pipe(
-          new Transform({
-            transform(chunk: Buffer, _encoding, callback) {
-              hasher.update(chunk);
-              callback(null, chunk);
-            },
-          }),
-        );
-        body.on('error', (error) => source.destroy(error));
-      } else {
-        this.runningHashes.delete(id);
-      }
+      if (!usable) this.runningHashes.delete(id);
+      const observe = usable ? (chunk: Buffer) => usable.hasher.update(chunk) : undefined;
       let written: number;
       try {
-        written = await this.store.writeChunk(id, session.offset, source);
+        written = await this.store.writeChunk(id, session.offset, body, observe);
       } catch (error) {
         if (usable && before) this.runningHashes.set(id, { hasher: before, offset: session.offset });
         throw error;

@@ -121,6 +121,8 @@ try {
         );
         push.cpu += torrents.cpu;
       }
+      // Flush what the push wrote, so that the pull is not measured against the push's writeback.
+      await run('sync');
       const pulledDir = join(work, `pulled-${target.name}-${round}`);
       const pull = await measure(target.pid, () =>
         skopeo([

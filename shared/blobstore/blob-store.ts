@@ -1,6 +1,6 @@
 // Where blob bytes live. Blobs are content-addressed and immutable; uploads are append-only sessions
 // written chunk by chunk (one chunk per PATCH) and moved into place once their digest is verified.
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Digest } from '../digest.ts';
 
 /** Inclusive byte range, as in HTTP `Range: bytes=start-end`. */
@@ -18,6 +18,13 @@ export interface BlobStore {
   stat(digest: Digest): Promise<number | undefined>;
   /** A stream of the blob's bytes (or of a range of them). Throws BlobNotFoundError when absent. */
   read(digest: Digest, range?: ByteRange): Promise<Readable>;
+  /**
+   * Optional fast path for serving: opens the blob (throwing BlobNotFoundError when absent) for
+   * writing to a destination through a few recycled buffers, with no allocation per chunk.
+   */
+  open?(digest: Digest, range?: ByteRange): Promise<OpenedBlob>;
+  /** The blob's file, for stores that keep blobs as local files (workers then read it directly). */
+  localPath?(digest: Digest): string;
   delete(digest: Digest): Promise<void>;
   /** The location a blob has in this store, recorded as image_blobs.storage_path. */
   pathOf(digest: Digest): string;
@@ -25,14 +32,26 @@ export interface BlobStore {
   createUpload(uploadId: string): Promise<void>;
   /**
    * Writes `source` as the chunk starting at `offset` and resolves to its length. When the source
-   * fails midway nothing of the chunk remains, so the upload can resume at `offset`.
+   * fails midway nothing of the chunk remains, so the upload can resume at `offset`. `observe` sees
+   * every chunk of the source, in order (the registry hashes uploads with it).
    */
-  writeChunk(uploadId: string, offset: number, source: Readable): Promise<number>;
+  writeChunk(
+    uploadId: string,
+    offset: number,
+    source: Readable,
+    observe?: (chunk: Buffer) => void,
+  ): Promise<number>;
   /** All bytes uploaded so far, in order. */
   readUpload(uploadId: string, chunks: UploadChunks, size: number): Promise<Readable>;
   /** Moves a verified upload into place as `digest`; when the blob exists already the upload is dropped. */
   commitUpload(uploadId: string, chunks: UploadChunks, size: number, digest: Digest): Promise<void>;
   deleteUpload(uploadId: string, chunks: UploadChunks): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenedBlob {
+  /** Writes the bytes to `sink` (without ending it); rejects if the sink closes first. Closes the blob. */
+  writeTo(sink: Writable): Promise<void>;
   close(): Promise<void>;
 }
 

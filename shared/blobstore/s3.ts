@@ -100,14 +100,20 @@ export class S3BlobStore implements BlobStore {
     // Chunks are separate objects: nothing to prepare.
   }
 
-  async writeChunk(uploadId: string, offset: number, source: Readable): Promise<number> {
+  async writeChunk(
+    uploadId: string,
+    offset: number,
+    source: Readable,
+    observe?: (chunk: Buffer) => void,
+  ): Promise<number> {
     let length = 0;
     const counted = new PassThrough({ highWaterMark: 1024 * 1024 });
-    counted.on('data', (chunk: Buffer) => {
-      length += chunk.length;
-    });
     source.on('error', (error) => counted.destroy(error));
     source.pipe(counted);
+    source.on('data', (chunk: Buffer) => {
+      length += chunk.length;
+      observe?.(chunk);
+    });
     const upload = new Upload({
       client: this.client,
       params: { Bucket: this.bucket, Key: chunkKey(uploadId, offset), Body: counted },

@@ -1,6 +1,10 @@
 // Runs in Piscina worker threads: the CPU-heavy hashing of pieces and whole files, off the event loop.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+
+// One read buffer per worker thread, reused by every task: no allocation per piece.
+let readBuffer = Buffer.allocUnsafeSlow(0);
 
 export interface PieceHashTask {
   kind: 'pieces';
@@ -11,13 +15,22 @@ export interface PieceHashTask {
   pieceLength: number;
 }
 
+export interface FilePieceHashTask {
+  kind: 'file-pieces';
+  path: string;
+  /** Byte offset of the first piece (a multiple of pieceLength) and bytes to hash from there. */
+  offset: number;
+  length: number;
+  pieceLength: number;
+}
+
 export interface FileDigestTask {
   kind: 'file';
   path: string;
   algorithm: 'sha256' | 'sha512' | 'sha1';
 }
 
-export type HashTask = PieceHashTask | FileDigestTask;
+export type HashTask = PieceHashTask | FilePieceHashTask | FileDigestTask;
 
 export default async function hash(task: HashTask): Promise<Uint8Array | string> {
   if (task.kind === 'pieces') {
@@ -30,6 +43,32 @@ export default async function hash(task: HashTask): Promise<Uint8Array | string>
         Math.min((index + 1) * task.pieceLength, task.byteLength),
       );
       out.set(createHash('sha1').update(piece).digest(), index * 20);
+    }
+    return out;
+  }
+  if (task.kind === 'file-pieces') {
+    if (readBuffer.length < task.pieceLength) readBuffer = Buffer.allocUnsafeSlow(task.pieceLength);
+    const count = Math.ceil(task.length / task.pieceLength);
+    const out = new Uint8Array(count * 20);
+    const file = await open(task.path, 'r');
+    try {
+      for (let index = 0; index < count; index++) {
+        const want = Math.min(task.pieceLength, task.length - index * task.pieceLength);
+        let filled = 0;
+        while (filled < want) {
+          const { bytesRead } = await file.read(
+            readBuffer,
+            filled,
+            want - filled,
+            task.offset + index * task.pieceLength + filled,
+          );
+          if (bytesRead === 0) throw new Error(`${task.path} is shorter than expected`);
+          filled += bytesRead;
+        }
+        out.set(createHash('sha1').update(readBuffer.subarray(0, want)).digest(), index * 20);
+      }
+    } finally {
+      await file.close();
     }
     return out;
   }

@@ -127,4 +127,8 @@ t.test('hash pool: piece SHA-1s and file digests match a single thread', async (
   const { writeFile } = await import('node:fs/promises');
   await writeFile(join(dir, 'f'), data);
   t.equal(await pool.fileDigest(join(dir, 'f')), createHash('sha256').update(data).digest('hex'));
+  t.ok(
+    (await pool.pieceHashesOfFile(join(dir, 'f'), data.length, pieceLength)).equals(Buffer.concat(expected)),
+    'workers reading the file themselves get the same pieces',
+  );
 });
