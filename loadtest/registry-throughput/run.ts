@@ -137,8 +137,9 @@ try {
       const get = await measure(target.pid, () =>
         rawGet(`http://${target.host}/v2/${repository}/blobs/${image.layerDigests[0]}`),
       );
-      const runs = (report[target.name] ??= {});
-      for (const [name, value] of Object.entries({ push, pull, get })) (runs[name] ??= []).push(value);
+      const runs = report[target.name] ?? {};
+      report[target.name] = runs;
+      for (const [name, value] of Object.entries({ push, pull, get })) runs[name] = [...(runs[name] ?? []), value];
       console.log(
         `round ${round + 1} ${target.name.padEnd(12)} push ${push.seconds.toFixed(2)} s  pull ${pull.seconds.toFixed(2)} s  raw GET ${get.seconds.toFixed(3)} s`,
       );
