@@ -139,7 +139,8 @@ try {
       );
       const runs = report[target.name] ?? {};
       report[target.name] = runs;
-      for (const [name, value] of Object.entries({ push, pull, get })) runs[name] = [...(runs[name] ?? []), value];
+      for (const [name, value] of Object.entries({ push, pull, get }))
+        runs[name] = [...(runs[name] ?? []), value];
       console.log(
         `round ${round + 1} ${target.name.padEnd(12)} push ${push.seconds.toFixed(2)} s  pull ${pull.seconds.toFixed(2)} s  raw GET ${get.seconds.toFixed(3)} s`,
       );
