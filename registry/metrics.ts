@@ -1,12 +1,12 @@
 // The registry's own Prometheus metrics, beside the HTTP request metrics every service has.
-import { Counter, Gauge, Histogram } from 'prom-client';
+import { Counter, Histogram } from 'prom-client';
 import { createServiceMetrics, type ServiceMetrics } from '../shared/metrics.ts';
 
 export interface RegistryMetrics extends ServiceMetrics {
   bytesIn: Counter;
   bytesOut: Counter<'kind'>;
-  uploadSessions: Gauge;
-  uploadsCommitted: Counter;
+  uploadsStarted: Counter;
+  uploadsEnded: Counter<'outcome'>;
   torrentGeneration: Histogram;
 }
 
@@ -26,14 +26,16 @@ export function createRegistryMetrics(): RegistryMetrics {
       labelNames: ['kind'],
       registers,
     }),
-    uploadSessions: new Gauge({
-      name: 'zedge_registry_upload_sessions',
-      help: 'Upload sessions this process started that are neither committed nor cancelled',
+    // Counters, not a gauge of open sessions: a session may start on one registry and end on another.
+    uploadsStarted: new Counter({
+      name: 'zedge_registry_upload_sessions_started_total',
+      help: 'Blob upload sessions started',
       registers,
     }),
-    uploadsCommitted: new Counter({
-      name: 'zedge_registry_uploads_committed_total',
-      help: 'Blobs committed',
+    uploadsEnded: new Counter({
+      name: 'zedge_registry_upload_sessions_ended_total',
+      help: 'Blob upload sessions ended, by outcome (committed, cancelled, digest_invalid)',
+      labelNames: ['outcome'],
       registers,
     }),
     torrentGeneration: new Histogram({

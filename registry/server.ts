@@ -3,6 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { openBlobStore } from '../shared/blobstore/index.ts';
 import type { RegistryConfig } from '../shared/config.ts';
 import { openDatabase } from '../shared/db/database.ts';
+import { sha256Digest } from '../shared/digest.ts';
 import { HashPool } from '../shared/hashing/pool.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { instrumentHttp } from '../shared/metrics.ts';
@@ -14,6 +15,15 @@ import { createRegistryMetrics } from './metrics.ts';
 import { ociRouteOf, ociRoutes } from './oci/routes.ts';
 import { TorrentService } from './torrents.ts';
 import { UploadService } from './uploads.ts';
+
+async function probe(check: () => Promise<unknown>): Promise<string> {
+  try {
+    await check();
+    return 'ok';
+  } catch (error) {
+    return (error as Error).message || 'failed';
+  }
+}
 
 export interface RegistryServer {
   app: FastifyInstance;
@@ -39,10 +49,9 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     onGenerated: (seconds) => metrics.torrentGeneration.observe(seconds),
   });
   const uploads = new UploadService(store, state, metadata, config.uploadSessionTtlMs, {
-    onCommitted: (digest) => {
-      metrics.uploadsCommitted.inc();
-      torrents.prepare(digest);
-    },
+    onStarted: () => metrics.uploadsStarted.inc(),
+    onEnded: (outcome) => metrics.uploadsEnded.inc({ outcome }),
+    onCommitted: (digest) => torrents.prepare(digest),
     onBytesReceived: (bytes) => metrics.bytesIn.inc(bytes),
   });
   const context: RegistryContext = {
@@ -70,18 +79,27 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     url.startsWith('/v2') ? ociRouteOf(url) : (pattern ?? 'unmatched'),
   );
   app.get('/healthz', async (_request, reply) => {
-    const checks: Record<string, string> = {};
-    try {
-      await db.query('SELECT 1');
-      checks.database = 'ok';
-    } catch (error) {
-      checks.database = (error as Error).message;
-    }
+    const checks = {
+      database: await probe(() => db.query('SELECT 1')),
+      // Any answer (here: "no such blob") shows the store is reachable.
+      blobStore: await probe(() => store.stat(sha256Digest(''))),
+    };
     const healthy = Object.values(checks).every((value) => value === 'ok');
     return reply.code(healthy ? 200 : 503).send({ status: healthy ? 'ok' : 'unhealthy', checks });
   });
   await app.register(async (scope) => ociRoutes(scope, context));
   await app.register(async (scope) => apiRoutes(scope, context), { prefix: '/api/v1' });
+
+  // One registry of the deployment at a time purges abandoned uploads.
+  const sweeper =
+    config.uploadSweepIntervalMs > 0
+      ? setInterval(() => {
+          state
+            .withLock('sweep-uploads', config.uploadSweepIntervalMs, () => uploads.sweep())
+            .then((purged) => purged > 0 && log.info({ purged }, 'purged abandoned uploads'))
+            .catch((error) => log.warn({ err: error }, 'upload sweep failed'));
+        }, config.uploadSweepIntervalMs).unref()
+      : undefined;
 
   return {
     app,
@@ -93,6 +111,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
       return `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
     },
     async close() {
+      clearInterval(sweeper);
       await app.close();
       await torrents.drain();
       await hashPool.close();

@@ -27,7 +27,11 @@ interface RunningHash {
   offset: number;
 }
 
+export type UploadOutcome = 'committed' | 'cancelled' | 'digest_invalid';
+
 export interface UploadEvents {
+  onStarted?(): void;
+  onEnded?(outcome: UploadOutcome): void;
   /** A blob was committed (newly, or again). */
   onCommitted?(digest: Digest, size: number): void;
   onBytesReceived?(bytes: number): void;
@@ -53,6 +57,7 @@ export class UploadService {
     await this.store.createUpload(session.id);
     await this.save(session);
     this.runningHashes.set(session.id, { hasher: newHasher('sha256'), offset: 0 });
+    this.events.onStarted?.();
     return session;
   }
 
@@ -116,6 +121,7 @@ export class UploadService {
       this.runningHashes.delete(id);
       if (actual !== digest) {
         await this.discard(session);
+        this.events.onEnded?.('digest_invalid');
         throw new OciError('DIGEST_INVALID', `upload has digest ${actual}, not ${digest}`);
       }
       await this.state.withLock(`blob:${digest}`, LOCK_TTL_MS, async () => {
@@ -129,6 +135,7 @@ export class UploadService {
         );
       });
       await this.state.delete(sessionKey(id));
+      this.events.onEnded?.('committed');
       this.events.onCommitted?.(digest, session.offset);
       return { digest, size: session.offset };
     });
@@ -137,6 +144,7 @@ export class UploadService {
   async cancel(name: string, id: string): Promise<void> {
     const session = await this.get(name, id);
     await this.discard(session);
+    this.events.onEnded?.('cancelled');
   }
 
   /** Cross-repository mount: links a blob of `from` into `name` without moving bytes. */
@@ -145,6 +153,22 @@ export class UploadService {
     if (!blob) return false;
     await this.metadata.linkBlob(name, digest);
     return true;
+  }
+
+  /**
+   * Deletes what abandoned uploads left in the store: uploads without a live session whose last chunk
+   * is older than the session lifetime. Resolves to the number purged.
+   */
+  async sweep(): Promise<number> {
+    const stale = await this.store.staleUploads(new Date(Date.now() - this.sessionTtlMs));
+    let purged = 0;
+    for (const id of stale) {
+      if (await this.state.get(sessionKey(id))) continue;
+      await this.store.purgeUpload(id);
+      this.runningHashes.delete(id);
+      purged++;
+    }
+    return purged;
   }
 
   private async rehash(session: UploadSession, algorithm: 'sha256' | 'sha512'): Promise<string> {

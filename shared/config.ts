@@ -26,6 +26,8 @@ export interface RegistryConfig extends CommonConfig {
   /** Extra BEP 19 web seeds (edge seeders) listed before the center in every torrent. */
   webSeeds: string[];
   uploadSessionTtlMs: number;
+  /** How often abandoned uploads are purged from the store (0: never). */
+  uploadSweepIntervalMs: number;
   maxManifestBytes: number;
 }
 
@@ -76,6 +78,7 @@ export function registryConfig(env: Env = process.env): RegistryConfig {
     trackers: list(env.ZEDGE_TRACKERS ?? 'http://127.0.0.1:6969/announce'),
     webSeeds: list(env.ZEDGE_WEB_SEEDS ?? ''),
     uploadSessionTtlMs: integer(env, 'ZEDGE_UPLOAD_TTL_SECONDS', 24 * 3600) * 1000,
+    uploadSweepIntervalMs: integer(env, 'ZEDGE_UPLOAD_SWEEP_SECONDS', 3600) * 1000,
     maxManifestBytes: integer(env, 'ZEDGE_MAX_MANIFEST_BYTES', 4 * 1024 * 1024),
   };
 }

@@ -125,7 +125,6 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
         return finishUpload(route, request, query, reply);
       case 'DELETE upload':
         await context.uploads.cancel(route.name, route.id);
-        context.metrics.uploadSessions.dec();
         return reply.code(204).send();
       case 'GET referrers':
         return referrers(route, query, reply);
@@ -289,7 +288,6 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
     }
     if (query.digest) parseDigest(query.digest);
     const session = await uploads.start(route.name);
-    metrics.uploadSessions.inc();
     if (query.digest) {
       // Monolithic upload: the whole blob in the POST.
       return commit(route.name, session.id, query.digest, request, reply);
@@ -312,7 +310,6 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
       throw new OciError('SIZE_INVALID', 'Content-Length does not match Content-Range', { status: 416 });
     }
     const session = await uploads.append(route.name, route.id, request.raw, range?.start);
-    metrics.bytesIn.inc(session.offset - (session.chunks.at(-1) ?? 0));
     return reply.code(202).headers(rangeHeaders(session)).send();
   }
 
@@ -350,7 +347,6 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
       Number(request.headers['content-length'] ?? 0) > 0 ||
       request.headers['transfer-encoding'] !== undefined;
     const { digest } = await uploads.finish(name, id, digestValue, hasBody ? request.raw : undefined);
-    metrics.uploadSessions.dec();
     return reply
       .code(201)
       .header('Location', `/v2/${name}/blobs/${digest}`)

@@ -392,11 +392,23 @@ for (const backend of BACKENDS) {
     t.test('health, metrics and audit', async (t) => {
       const health = await fetch(`${url}/healthz`);
       t.equal(health.status, 200);
-      t.same(await health.json(), { status: 'ok', checks: { database: 'ok' } });
+      t.same(await health.json(), { status: 'ok', checks: { database: 'ok', blobStore: 'ok' } });
       const metrics = await (await fetch(`${url}/metrics`)).text();
       t.match(metrics, /zedge_registry_bytes_in_total\{service="registry"\} [1-9]/);
       t.match(metrics, /zedge_registry_bytes_out_total\{kind="blob",service="registry"\} [1-9]/);
-      t.match(metrics, /zedge_registry_uploads_committed_total/);
+      t.match(metrics, /zedge_registry_upload_sessions_started_total\{service="registry"\} [1-9]/);
+      t.match(
+        metrics,
+        /zedge_registry_upload_sessions_ended_total\{outcome="committed",service="registry"\} [1-9]/,
+      );
+      t.match(
+        metrics,
+        /zedge_registry_upload_sessions_ended_total\{outcome="cancelled",service="registry"\} [1-9]/,
+      );
+      t.match(
+        metrics,
+        /zedge_registry_upload_sessions_ended_total\{outcome="digest_invalid",service="registry"\} [1-9]/,
+      );
       t.match(
         metrics,
         /zedge_http_requests_total\{method="PUT",route="\/v2 manifest",status="201",service="registry"\}/,

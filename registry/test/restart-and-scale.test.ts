@@ -80,3 +80,45 @@ if (BACKENDS.includes('production')) {
     t.equal(ta.headers.get('x-info-hash'), tb.headers.get('x-info-hash'));
   });
 }
+
+for (const backend of BACKENDS) {
+  t.test(`${backend}: abandoned uploads are purged, live ones kept`, async (t) => {
+    const resources = await provisionBackend(t, backend);
+    // A session lifetime of one second, so that the test can wait it out.
+    const { url, server } = await startRegistry(t, resources, {
+      ZEDGE_UPLOAD_TTL_SECONDS: '1',
+      ZEDGE_UPLOAD_SWEEP_SECONDS: '0',
+    });
+    const { store } = server.context;
+    const chunk = (location: string) =>
+      fetch(new URL(location, url), {
+        method: 'PATCH',
+        headers: { 'Content-Range': '0-999', 'Content-Type': 'application/octet-stream' },
+        body: Buffer.alloc(1000, 7),
+      });
+    const abandoned = (await fetch(`${url}/v2/lib/sweep/blobs/uploads/`, { method: 'POST' })).headers.get(
+      'location',
+    )!;
+    t.equal((await chunk(abandoned)).status, 202);
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    const live = (await fetch(`${url}/v2/lib/sweep/blobs/uploads/`, { method: 'POST' })).headers.get(
+      'location',
+    )!;
+    t.equal((await chunk(live)).status, 202);
+    const abandonedId = abandoned.split('/').at(-1)!;
+    const liveId = live.split('/').at(-1)!;
+    t.ok(
+      (await store.staleUploads(new Date(Date.now() + 60_000))).includes(abandonedId),
+      'the abandoned upload is in the store',
+    );
+
+    t.equal(await server.context.uploads.sweep(), 1, 'one upload purged');
+    t.notOk(
+      (await store.staleUploads(new Date(Date.now() + 60_000))).includes(abandonedId),
+      'its bytes are gone',
+    );
+    t.equal((await fetch(new URL(abandoned, url))).status, 404);
+    t.equal((await fetch(new URL(live, url))).headers.get('range'), '0-999', 'the live upload is untouched');
+    t.ok((await store.staleUploads(new Date(Date.now() + 60_000))).includes(liveId));
+  });
+}

@@ -46,6 +46,10 @@ export interface BlobStore {
   /** Moves a verified upload into place as `digest`; when the blob exists already the upload is dropped. */
   commitUpload(uploadId: string, chunks: UploadChunks, size: number, digest: Digest): Promise<void>;
   deleteUpload(uploadId: string, chunks: UploadChunks): Promise<void>;
+  /** Ids of the uploads in the store whose last chunk was written before `before` (abandoned ones, usually). */
+  staleUploads(before: Date): Promise<string[]>;
+  /** Deletes whatever the store holds of an upload, without knowing its chunks. */
+  purgeUpload(uploadId: string): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -1,6 +1,6 @@
 // The default BlobStore: a directory. Blobs at blobs/<alg>/<2 hex>/<hex>, uploads at uploads/<id>.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { type FileHandle, mkdir, open, rename, rm, stat, truncate } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -123,6 +123,23 @@ export class FilesystemBlobStore implements BlobStore {
 
   async deleteUpload(uploadId: string): Promise<void> {
     await rm(dirname(this.uploadFile(uploadId)), { recursive: true, force: true });
+  }
+
+  async staleUploads(before: Date): Promise<string[]> {
+    const ids = await readdir(join(this.root, 'uploads')).catch(() => [] as string[]);
+    const stale: string[] = [];
+    for (const id of ids) {
+      // The data file's mtime is the last chunk's write; a folder without one counts from its creation.
+      const written = await stat(join(this.root, 'uploads', id, 'data')).catch(() =>
+        stat(join(this.root, 'uploads', id)),
+      );
+      if (written.mtime < before) stale.push(id);
+    }
+    return stale;
+  }
+
+  async purgeUpload(uploadId: string): Promise<void> {
+    await this.deleteUpload(uploadId);
   }
 
   async close(): Promise<void> {}

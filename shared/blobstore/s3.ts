@@ -13,6 +13,7 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   S3Client,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
@@ -153,8 +154,42 @@ export class S3BlobStore implements BlobStore {
     await this.deleteKeys(chunks.map((offset) => chunkKey(uploadId, offset)));
   }
 
+  async staleUploads(before: Date): Promise<string[]> {
+    const newest = await this.uploadObjects();
+    return [...newest.entries()].filter(([, entry]) => entry.modified < before).map(([id]) => id);
+  }
+
+  async purgeUpload(uploadId: string): Promise<void> {
+    const entry = (await this.uploadObjects(uploadId)).get(uploadId);
+    if (entry) await this.deleteKeys(entry.keys);
+  }
+
   async close(): Promise<void> {
     this.client.destroy();
+  }
+
+  /** The chunk objects under uploads/ (of one upload, or all), grouped by upload with their newest write. */
+  private async uploadObjects(uploadId?: string): Promise<Map<string, { modified: Date; keys: string[] }>> {
+    const uploads = new Map<string, { modified: Date; keys: string[] }>();
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: uploadId ? `uploads/${uploadId}/` : 'uploads/',
+          ContinuationToken: token,
+        }),
+      );
+      for (const object of page.Contents ?? []) {
+        const id = object.Key!.split('/')[1]!;
+        const entry = uploads.get(id) ?? { modified: new Date(0), keys: [] };
+        entry.keys.push(object.Key!);
+        if (object.LastModified && object.LastModified > entry.modified) entry.modified = object.LastModified;
+        uploads.set(id, entry);
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return uploads;
   }
 
   private async assemble(
