@@ -6,6 +6,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { imageManifest } from './oci.ts';
 
 const run = promisify(execFile);
 
@@ -72,16 +73,10 @@ export async function buildLayout(parent: string, tag: string, layerSizes: numbe
     config: {},
     rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.digest) },
   });
-  const manifest = await addJson(dir, {
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: {
-      mediaType: 'application/vnd.oci.image.config.v1+json',
-      digest: config.digest,
-      size: config.size,
-    },
-    layers: layers.map((layer) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer })),
-  });
+  const manifest = await addJson(
+    dir,
+    imageManifest(config, layers, 'application/vnd.oci.image.layer.v1.tar'),
+  );
   await writeFile(
     join(dir, 'index.json'),
     JSON.stringify({

@@ -48,7 +48,7 @@ export async function pushBlobChunked(
 export function imageManifest(
   config: { digest: string; size: number },
   layers: { digest: string; size: number }[],
-  extra = {},
+  layerMediaType = 'application/vnd.oci.image.layer.v1.tar+gzip',
 ) {
   return {
     schemaVersion: 2,
@@ -58,12 +58,7 @@ export function imageManifest(
       digest: config.digest,
       size: config.size,
     },
-    layers: layers.map((layer) => ({
-      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-      digest: layer.digest,
-      size: layer.size,
-    })),
-    ...extra,
+    layers: layers.map((layer) => ({ mediaType: layerMediaType, digest: layer.digest, size: layer.size })),
   };
 }
 
