@@ -13,6 +13,7 @@ import type { RegistryContext } from './context.ts';
 import { Metadata } from './metadata.ts';
 import { createRegistryMetrics } from './metrics.ts';
 import { ociRouteOf, ociRoutes } from './oci/routes.ts';
+import { SwarmRegistrar } from './swarm-registrar.ts';
 import { TorrentService } from './torrents.ts';
 import { UploadService } from './uploads.ts';
 
@@ -45,8 +46,12 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
   const hashPool = new HashPool(config.hashThreads);
   const metrics = createRegistryMetrics();
   const metadata = new Metadata(db);
+  const registrar = new SwarmRegistrar(config.trackers, log);
   const torrents = new TorrentService(db, store, hashPool, state, log, {
-    onGenerated: (seconds) => metrics.torrentGeneration.observe(seconds),
+    onGenerated: (record, seconds) => {
+      metrics.torrentGeneration.observe(seconds);
+      void registrar.register(record.infoHash, record.digest);
+    },
   });
   const uploads = new UploadService(store, state, metadata, config.uploadSessionTtlMs, {
     onStarted: () => metrics.uploadsStarted.inc(),

@@ -14,7 +14,7 @@ export interface TorrentRecord extends BlobInfo {
 }
 
 export interface TorrentEvents {
-  onGenerated?(seconds: number, bytes: number): void;
+  onGenerated?(record: TorrentRecord, seconds: number): void;
 }
 
 export class TorrentService {
@@ -55,6 +55,15 @@ export class TorrentService {
   /** Waits for background generations, so that shutdown does not cut one off midway. */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.inFlight.values()]);
+  }
+
+  /** The blob whose torrent has this infohash (trackers ask, to admit only the registry's swarms). */
+  async digestOf(infoHash: string): Promise<string | undefined> {
+    const rows = await this.db.query<{ digest: string }>(
+      'SELECT digest FROM blob_torrents WHERE info_hash = $1',
+      [infoHash],
+    );
+    return rows[0]?.digest;
   }
 
   private async load(digest: string): Promise<TorrentRecord | undefined> {
@@ -101,7 +110,7 @@ export class TorrentService {
        ON CONFLICT (digest) DO NOTHING`,
       [digest, infoHash, pieceLength, pieces, Math.round(seconds * 1000)],
     );
-    this.events.onGenerated?.(seconds, length);
+    this.events.onGenerated?.({ ...info, infoHash }, seconds);
     this.log.info(
       { digest, infoHash, pieceLength, pieces: pieces.length / 20, seconds },
       'torrent generated',

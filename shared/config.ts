@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import type { BlobStoreConfig } from './blobstore/index.ts';
 
-type Env = Record<string, string | undefined>;
+export type Env = Record<string, string | undefined>;
 
 export interface CommonConfig {
   dataDir: string;
@@ -90,14 +90,14 @@ export function listenAddress(value: string): [string, number] {
   return [match[1].replace(/^\[|\]$/g, ''), port];
 }
 
-function list(value: string): string[] {
+export function list(value: string): string[] {
   return value
     .split(',')
     .map((item) => item.trim())
     .filter(Boolean);
 }
 
-function integer(env: Env, name: string, fallback: number): number {
+export function integer(env: Env, name: string, fallback: number): number {
   const value = env[name];
   if (value === undefined || value === '') return fallback;
   const parsed = Number(value);

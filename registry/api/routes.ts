@@ -55,6 +55,20 @@ export async function apiRoutes(app: FastifyInstance, context: RegistryContext):
         .send(file);
     },
   );
+
+  app.get<{ Params: { infoHash: string } }>(
+    '/torrents/:infoHash',
+    {
+      schema: {
+        params: { type: 'object', properties: { infoHash: { type: 'string', pattern: '^[0-9a-f]{40}$' } } },
+      },
+    },
+    async (request) => {
+      const digest = await context.torrents.digestOf(request.params.infoHash);
+      if (!digest) throw problems.notFound(`torrent ${request.params.infoHash}`);
+      return { infoHash: request.params.infoHash, digest };
+    },
+  );
 }
 
 /** A web seed's URL for one blob: the blob endpoint of a registry or seeder base URL. */

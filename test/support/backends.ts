@@ -3,8 +3,10 @@
 // key prefix, removed afterwards. Production services come from the environment or from
 // .services/services.env, which `scripts/services.sh up` writes.
 import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
@@ -17,6 +19,8 @@ import pg from 'pg';
 import { createRegistry, type RegistryServer } from '../../registry/server.ts';
 import { type RegistryConfig, registryConfig } from '../../shared/config.ts';
 import { createLogger } from '../../shared/logger.ts';
+import { trackerConfig } from '../../tracker/config.ts';
+import { createTracker, type TrackerServer } from '../../tracker/server.ts';
 
 export type BackendName = 'embedded' | 'production';
 
@@ -158,5 +162,56 @@ async function removeBucket(env: Record<string, string>, bucket: string): Promis
     // A bucket that was never created (the test failed early) needs no removal.
   } finally {
     client.destroy();
+  }
+}
+
+export interface RunningTracker {
+  url: string;
+  port: number;
+  server: TrackerServer;
+  close(): Promise<void>;
+}
+
+/** Starts a tracker in this process on a free loopback port (HTTP and UDP), on the backend's state. */
+export async function startTracker(
+  t: Teardown,
+  resources: BackendResources,
+  overrides: Record<string, string> = {},
+): Promise<RunningTracker> {
+  const env = {
+    ...resources.env,
+    ZEDGE_TRACKER_LISTEN: `127.0.0.1:${await freeUdpAndTcpPort()}`,
+    ...overrides,
+  };
+  const server = await createTracker(
+    trackerConfig(env),
+    createLogger('tracker-test', process.env.LOG_LEVEL ?? 'warn'),
+  );
+  const url = await server.listen();
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await server.close();
+  };
+  t.teardown(close);
+  return { url, port: Number(new URL(url).port), server, close };
+}
+
+/** A port free for both TCP and UDP (the tracker serves both on one port). */
+export async function freeUdpAndTcpPort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve) => {
+      const server = createNetServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as { port: number };
+        server.close(() => resolve(port));
+      });
+    });
+    const free = await new Promise<boolean>((resolve) => {
+      const socket = createSocket('udp4');
+      socket.once('error', () => resolve(false));
+      socket.bind(port, '127.0.0.1', () => socket.close(() => resolve(true)));
+    });
+    if (free) return port;
   }
 }
