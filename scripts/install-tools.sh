@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real clients the tests and benchmarks drive, from Debian's packages, where missing:
 # skopeo (OCI client) and aria2 (BitTorrent client) for the tests; with --bench also Debian's
-# docker-registry (CNCF distribution), the baseline of loadtest/registry-throughput.
+# docker-registry (CNCF distribution) and opentracker, the baselines of loadtest/, and wrk to load them.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LOG_TAG=install-tools
@@ -9,6 +9,6 @@ LOG_TAG=install-tools
 . "$here/lib.sh"
 
 packages=(skopeo aria2 tar)
-[[ ${1:-} == --bench ]] && packages+=(docker-registry)
+[[ ${1:-} == --bench ]] && packages+=(docker-registry opentracker wrk)
 ensure_packages "${packages[@]}"
 log "ready: ${packages[*]}"

@@ -9,10 +9,11 @@ import { parseDigest } from '../shared/digest.ts';
 import { ProblemError, problems } from '../shared/errors.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { createServiceMetrics, instrumentHttp } from '../shared/metrics.ts';
+import { Announcer } from './announcer.ts';
 import type { TrackerConfig } from './config.ts';
-import { type PeerRecord, selectPeers } from './peers.ts';
+import { handleHttpAnnounce } from './http-announce.ts';
 import { Registrations } from './registrations.ts';
-import { type AnnounceEvent, MemorySwarmStore, RedisSwarmStore, type SwarmStore } from './swarm-store.ts';
+import { MemorySwarmStore, RedisSwarmStore, type SwarmStore } from './swarm-store.ts';
 import { ZoneMap } from './zones.ts';
 
 export interface TrackerServer {
@@ -24,24 +25,18 @@ export interface TrackerServer {
   close(): Promise<void>;
 }
 
-/** What bittorrent-tracker hands a swarm for an announce (HTTP params, or the parsed UDP packet). */
+/** What bittorrent-tracker hands a swarm for a UDP announce (the parsed packet). */
 interface AnnounceParams {
-  type: 'http' | 'udp' | 'ws';
-  info_hash: string;
   peer_id: string;
   ip: string;
   port: number;
   left: number;
-  event: AnnounceEvent;
+  event: string;
   numwant: number;
-  zone?: string;
-  role?: string;
 }
 
 type Callback<T> = (error: Error | null, result?: T) => void;
 
-const ZONE_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-const EVENTS: ReadonlySet<string> = new Set(['started', 'update', 'completed', 'stopped', 'paused']);
 const INFO_HASH_PATTERN = /^[0-9a-f]{40}$/;
 
 export async function createTracker(config: TrackerConfig, logger?: Logger): Promise<TrackerServer> {
@@ -82,8 +77,10 @@ export async function createTracker(config: TrackerConfig, logger?: Logger): Pro
   });
   const rate = new AnnounceRate();
 
-  // bittorrent-tracker keeps its own swarms; ours replace them (the "Swarm" interface it documents:
-  // announce and scrape with callbacks).
+  const announcer = new Announcer(store, registrations, zones, announces, () => rate.tick());
+
+  // UDP announces and all scrapes go through bittorrent-tracker's protocol code, with our swarms in
+  // place of its own (the "Swarm" interface it documents: announce and scrape with callbacks).
   const protocol = new BittorrentServer({
     http: false,
     ws: false,
@@ -91,46 +88,25 @@ export async function createTracker(config: TrackerConfig, logger?: Logger): Pro
     stats: false,
     trustProxy: config.trustProxy,
     interval: config.announceIntervalSeconds * 1000,
-    filter: (infoHash: string, params: AnnounceParams, callback: (error?: Error) => void) => {
-      Promise.resolve(registrations.digestOf(infoHash)).then(
-        (digest) => {
-          if (digest) return callback();
-          announces.inc({ protocol: params.type, event: params.event ?? 'update', result: 'refused' });
-          callback(new Error(`unregistered swarm ${infoHash}: the registry made no such torrent`));
-        },
-        (error) => callback(error),
-      );
-    },
   });
   const swarmOf = (infoHash: string) => ({
     announce(params: AnnounceParams, callback: Callback<unknown>) {
-      if (!EVENTS.has(params.event)) {
-        announces.inc({ protocol: params.type, event: 'invalid', result: 'invalid' });
-        return callback(new Error('invalid event'));
-      }
-      const zone = params.zone && ZONE_PATTERN.test(params.zone) ? params.zone : zones.zoneOf(params.ip);
-      const peer: PeerRecord = {
-        peerId: params.peer_id,
-        ip: params.ip,
-        port: params.port,
-        zone,
-        role: params.role === 'edge' ? 'edge' : 'peer',
-        left: Number.isFinite(params.left) ? params.left : Number.MAX_SAFE_INTEGER,
-        lastSeen: Date.now(),
-      };
-      store.announce(infoHash, peer, params.event).then(
-        ({ peers, counts }) => {
-          announces.inc({ protocol: params.type, event: params.event, result: 'ok' });
-          rate.tick();
-          const chosen = params.event === 'stopped' ? [] : selectPeers(peers, peer, params.numwant);
-          callback(null, {
-            complete: counts.seeders,
-            incomplete: counts.leechers,
-            peers: chosen.map((entry) => ({ ip: entry.ip, port: entry.port, peerId: entry.peerId })),
-          });
-        },
-        (error) => callback(error),
-      );
+      announcer
+        .announce({
+          protocol: 'udp',
+          infoHash,
+          peerId: params.peer_id,
+          ip: params.ip,
+          port: params.port,
+          left: params.left,
+          event: params.event,
+          numwant: params.numwant,
+        })
+        .then(
+          ({ counts, peers }) =>
+            callback(null, { complete: counts.seeders, incomplete: counts.leechers, peers }),
+          (error) => callback(error),
+        );
     },
     scrape(params: { type: string }, callback: Callback<unknown>) {
       scrapes.inc({ protocol: params.type });
@@ -159,8 +135,11 @@ export async function createTracker(config: TrackerConfig, logger?: Logger): Pro
     serverFactory: (handler) =>
       createServer((request: IncomingMessage, response: ServerResponse) => {
         const path = request.url?.split('?')[0];
-        if (path === '/announce' || path === '/scrape') protocol.onHttpRequest(request, response);
-        else handler(request, response);
+        if (path === '/announce') {
+          handleHttpAnnounce(announcer, config.announceIntervalSeconds, config.trustProxy, request, response);
+        } else if (path === '/scrape') {
+          protocol.onHttpRequest(request, response);
+        } else handler(request, response);
       }),
   });
   instrumentHttp(app, metrics);

@@ -1,9 +1,11 @@
 // The tracker against real clients on loopback: HTTP and UDP announces, locality-ordered peers,
 // registration by the registry, bad input, statistics; in memory and on Redis (two trackers).
+import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import {
   BACKENDS,
   freeUdpAndTcpPort,
+  productionEnv,
   provisionBackend,
   startRegistry,
   startTracker,
@@ -19,44 +21,115 @@ import {
   udpAnnounce,
   udpExchange,
 } from '../../test/support/tracker-client.ts';
-import { type PeerRecord, selectPeers } from '../peers.ts';
+import { compactAddress, type PeerRecord } from '../peers.ts';
+import { MemorySwarmStore, RedisSwarmStore, type SwarmStore } from '../swarm-store.ts';
 import { ZoneMap } from '../zones.ts';
 
-const peer = (overrides: Partial<PeerRecord>): PeerRecord => ({
-  peerId: newPeerId(),
-  ip: '10.0.0.1',
-  port: 6881,
-  zone: 'a',
-  role: 'peer',
-  left: 100,
-  lastSeen: Date.now(),
-  ...overrides,
-});
+const peer = (overrides: Partial<PeerRecord>): PeerRecord => {
+  const record = {
+    peerId: newPeerId(),
+    ip: '10.0.0.1',
+    port: 6881,
+    zone: 'a',
+    role: 'peer' as const,
+    left: 100,
+    lastSeen: Date.now(),
+    ...overrides,
+  };
+  return { ...record, compact: compactAddress(record.ip, record.port) };
+};
 
-t.test('peer selection: locality and usefulness', async (t) => {
-  const me = peer({ ip: '10.0.0.9', zone: 'a' });
-  const edgeA = peer({ ip: '10.0.0.2', zone: 'a', role: 'edge', left: 0 });
-  const seederA = peer({ ip: '10.0.0.3', zone: 'a', left: 0 });
-  const leecherA = peer({ ip: '10.0.0.4', zone: 'a' });
-  const seederB = peer({ ip: '10.1.0.3', zone: 'b', left: 0 });
-  const leecherB = peer({ ip: '10.1.0.4', zone: 'b' });
-  const edgeB = peer({ ip: '10.1.0.2', zone: 'b', role: 'edge', left: 0 });
-  const all = [leecherB, seederB, leecherA, me, edgeB, seederA, edgeA];
-  for (let round = 0; round < 5; round++) {
-    const chosen = selectPeers(all, me, 10);
-    t.same(chosen.slice(0, 3), [edgeA, seederA, leecherA], 'own zone first: edge, seeders, leechers');
-    t.same(new Set(chosen.slice(3, 5)), new Set([seederB, edgeB]), 'then other zones, seeders first');
-    t.same(chosen[5], leecherB);
-    t.notOk(chosen.includes(me), 'never the requester');
-  }
-  t.equal(selectPeers(all, me, 2).length, 2, 'numwant is honoured');
-  const seeding = peer({ ip: '10.0.0.8', zone: 'a', left: 0 });
-  t.same(
-    new Set(selectPeers(all, seeding, 10)),
-    new Set([leecherA, leecherB, me]),
-    'a seeder is given leechers only',
-  );
-});
+const stores: [string, () => SwarmStore][] = [['memory', () => new MemorySwarmStore(60_000)]];
+if (BACKENDS.includes('production')) {
+  stores.push([
+    'redis',
+    () =>
+      new RedisSwarmStore(
+        productionEnv().REDIS_URL!,
+        `zedge-test-${randomBytes(4).toString('hex')}:`,
+        60_000,
+      ),
+  ]);
+}
+
+for (const [kind, open] of stores) {
+  t.test(`${kind} swarm store: peers by locality and usefulness`, async (t) => {
+    const store = open();
+    t.teardown(() => store.close());
+    const infoHash = randomBytes(20).toString('hex');
+    const me = peer({ ip: '10.0.0.9', zone: 'a' });
+    const edgeA = peer({ ip: '10.0.0.2', zone: 'a', role: 'edge', left: 0 });
+    const seederA = peer({ ip: '10.0.0.3', zone: 'a', left: 0 });
+    const leecherA = peer({ ip: '10.0.0.4', zone: 'a' });
+    const seederB = peer({ ip: '10.1.0.3', zone: 'b', left: 0 });
+    const leecherB = peer({ ip: '10.1.0.4', zone: 'b' });
+    const edgeB = peer({ ip: '10.1.0.2', zone: 'b', role: 'edge', left: 0 });
+    for (const entry of [leecherB, seederB, leecherA, edgeB, seederA, edgeA])
+      await store.announce(infoHash, entry, 'started', 0);
+    const ip = (entries: { ip: string }[]) => entries.map((entry) => entry.ip);
+    for (let round = 0; round < 5; round++) {
+      const { peers, counts } = await store.announce(infoHash, me, 'update', 10);
+      t.same(
+        ip(peers.slice(0, 3)),
+        ip([edgeA, seederA, leecherA]),
+        'own zone first: edge, seeders, leechers',
+      );
+      t.same(
+        new Set(ip(peers.slice(3, 5))),
+        new Set(ip([seederB, edgeB])),
+        'then other zones, seeders first',
+      );
+      t.same(ip(peers.slice(5)), ip([leecherB]));
+      t.same(counts, { seeders: 4, leechers: 3, completed: 0 });
+    }
+    t.equal((await store.announce(infoHash, me, 'update', 2)).peers.length, 2, 'numwant is honoured');
+    const seeding = peer({ ip: '10.0.0.8', zone: 'a', left: 0 });
+    const forSeeder = await store.announce(infoHash, seeding, 'started', 10);
+    t.same(
+      ip(forSeeder.peers.slice(0, 2)).sort(),
+      ip([leecherA, me]).sort(),
+      'a seeder is given leechers only, its zone first',
+    );
+    t.same(ip(forSeeder.peers.slice(2)), ip([leecherB]));
+    const completed = await store.announce(infoHash, { ...leecherA, left: 0 }, 'completed', 0);
+    t.same(
+      completed.counts,
+      { seeders: 6, leechers: 2, completed: 1 },
+      'a completed leecher becomes a seeder',
+    );
+    const stopped = await store.announce(infoHash, leecherB, 'stopped', 10);
+    t.same(stopped.peers, []);
+    t.same(await store.counts(infoHash), { seeders: 6, leechers: 1, completed: 1 });
+    t.ok((await store.swarms()).includes(infoHash));
+  });
+
+  t.test(`${kind} swarm store: a big swarm answers numwant distinct peers`, async (t) => {
+    const store = open();
+    t.teardown(() => store.close());
+    const infoHash = randomBytes(20).toString('hex');
+    for (let index = 0; index < 3000; index++) {
+      await store.announce(
+        infoHash,
+        peer({
+          ip: `10.${index >> 8}.${index & 255}.1`,
+          zone: index % 3 ? 'a' : 'b',
+          left: index % 4 ? 10 : 0,
+        }),
+        'started',
+        0,
+      );
+    }
+    const me = peer({ ip: '10.200.0.1', zone: 'a' });
+    for (let round = 0; round < 20; round++) {
+      const { peers } = await store.announce(infoHash, me, 'update', 50);
+      t.equal(new Set(peers.map((entry) => entry.ip)).size, 50);
+      t.notOk(
+        peers.some((entry) => entry.ip === me.ip),
+        'never the requester',
+      );
+    }
+  });
+}
 
 t.test('zones from CIDR ranges', async (t) => {
   const zones = new ZoneMap([
