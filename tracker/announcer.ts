@@ -28,6 +28,9 @@ export const DEFAULT_NUMWANT = 50;
 export const MAX_NUMWANT = 82;
 
 export class Announcer {
+  // prom-client hashes label values on every inc(); the few label sets in use are bound once.
+  private readonly counters = new Map<string, { inc(): void }>();
+
   constructor(
     private readonly store: SwarmStore,
     private readonly registrations: Registrations,
@@ -38,13 +41,13 @@ export class Announcer {
 
   async announce(request: AnnounceRequest): Promise<{ counts: SwarmCounts; peers: PeerAddress[] }> {
     if (!EVENTS.has(request.event)) {
-      this.announces.inc({ protocol: request.protocol, event: 'invalid', result: 'invalid' });
+      this.count(request.protocol, 'invalid', 'invalid');
       throw new AnnounceError('invalid event');
     }
     const known = this.registrations.digestOf(request.infoHash);
     const digest = typeof known === 'string' || known === undefined ? known : await known;
     if (!digest) {
-      this.announces.inc({ protocol: request.protocol, event: request.event, result: 'refused' });
+      this.count(request.protocol, request.event, 'refused');
       throw new AnnounceError(`unregistered swarm ${request.infoHash}: the registry made no such torrent`);
     }
     const peer: PeerRecord = {
@@ -59,8 +62,18 @@ export class Announcer {
     };
     const numwant = Math.max(0, Math.min(request.numwant, MAX_NUMWANT));
     const result = await this.store.announce(request.infoHash, peer, request.event as AnnounceEvent, numwant);
-    this.announces.inc({ protocol: request.protocol, event: request.event, result: 'ok' });
+    this.count(request.protocol, request.event, 'ok');
     this.onAnnounce();
     return result;
+  }
+
+  private count(protocol: string, event: string, result: string): void {
+    const key = `${protocol} ${event} ${result}`;
+    let counter = this.counters.get(key);
+    if (!counter) {
+      counter = this.announces.labels({ protocol, event, result });
+      this.counters.set(key, counter);
+    }
+    counter.inc();
   }
 }

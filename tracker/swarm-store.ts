@@ -126,7 +126,6 @@ function sampleAcross(
 }
 
 class MemorySwarm {
-  /** In order of last announce, oldest first (re-inserted on every announce). */
   readonly peers = new Map<string, SlottedPeer>();
   private lastExpiry = 0;
   readonly zones = new Map<string, Record<TierKind, Tier>>();
@@ -151,6 +150,14 @@ class MemorySwarm {
   }
 
   upsert(key: string, record: PeerRecord): void {
+    const known = this.peers.get(key);
+    if (known && known.zone === record.zone && tierKindOf(known) === tierKindOf(record)) {
+      // The common re-announce: same place, so update in place (no allocation, no index change).
+      known.lastSeen = record.lastSeen;
+      known.left = record.left;
+      known.peerId = record.peerId;
+      return;
+    }
     this.remove(key);
     const peer: SlottedPeer = { ...record, slot: 0 };
     this.peers.set(key, peer);
@@ -158,19 +165,12 @@ class MemorySwarm {
     if (isSeeder(peer)) this.seeders++;
   }
 
-  /**
-   * Drops peers that last announced before `oldest`. At most once a second: iterating a Map whose
-   * front entries keep being deleted and re-inserted walks their tombstones, which made a per-announce
-   * expiry pass cost more than everything else.
-   */
+  /** Drops peers that last announced before `oldest`: a full pass, so at most once a second. */
   expire(oldest: number, force = false): void {
     const now = Date.now();
     if (!force && now - this.lastExpiry < EXPIRY_PERIOD_MS) return;
     this.lastExpiry = now;
-    for (const [key, peer] of this.peers) {
-      if (peer.lastSeen >= oldest) break;
-      this.remove(key);
-    }
+    for (const [key, peer] of this.peers) if (peer.lastSeen < oldest) this.remove(key);
   }
 
   counts(): SwarmCounts {
@@ -179,8 +179,10 @@ class MemorySwarm {
 
   choose(requester: PeerRecord, numwant: number): PeerAddress[] {
     const out: PeerAddress[] = [];
-    const skip = (peer: PeerRecord) =>
-      peer.peerId === requester.peerId || (peer.ip === requester.ip && peer.port === requester.port);
+    // The requester is skipped by identity: comparing every candidate's address or id would read
+    // their strings, and on a big swarm those scattered reads (cache misses) were most of the cost.
+    const self = this.peers.get(peerKey(requester.ip, requester.port));
+    const skip = (peer: PeerRecord) => peer === self;
     for (const step of tierPlan(requester)) {
       const group: Tier[] = [];
       for (const [zone, tiers] of this.zones) {
