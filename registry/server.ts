@@ -5,6 +5,7 @@ import type { RegistryConfig } from '../shared/config.ts';
 import { openDatabase } from '../shared/db/database.ts';
 import { sha256Digest } from '../shared/digest.ts';
 import { HashPool } from '../shared/hashing/pool.ts';
+import { listenHttp } from '../shared/listen.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { instrumentHttp } from '../shared/metrics.ts';
 import { openStateStore } from '../shared/state.ts';
@@ -110,10 +111,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     app,
     context,
     async listen() {
-      await app.listen({ host: config.host, port: config.port });
-      const address = app.server.address();
-      const port = typeof address === 'object' && address ? address.port : config.port;
-      return `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+      return (await listenHttp(app, config.host, config.port)).url;
     },
     async close() {
       clearInterval(sweeper);

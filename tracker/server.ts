@@ -7,6 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { Counter, Gauge } from 'prom-client';
 import { parseDigest } from '../shared/digest.ts';
 import { ProblemError, problems } from '../shared/errors.ts';
+import { listenHttp } from '../shared/listen.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { createServiceMetrics, instrumentHttp } from '../shared/metrics.ts';
 import { Announcer } from './announcer.ts';
@@ -208,11 +209,9 @@ export async function createTracker(config: TrackerConfig, logger?: Logger): Pro
     store,
     registrations,
     async listen() {
-      await app.listen({ host: config.host, port: config.port });
-      const address = app.server.address();
-      const port = typeof address === 'object' && address ? address.port : config.port;
+      const { url, port } = await listenHttp(app, config.host, config.port);
       await listenUdp(protocol, config.host, port);
-      return `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+      return url;
     },
     async close() {
       await new Promise<void>((resolve) => protocol.close(() => resolve()));

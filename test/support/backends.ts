@@ -101,6 +101,17 @@ export async function provisionBackend(t: Teardown, backend: BackendName): Promi
   };
 }
 
+/** A close function for a test service: run at teardown unless the test ran it first. */
+function closeOnce(t: Teardown, close: () => Promise<void>): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  const once = () => {
+    closing ??= close();
+    return closing;
+  };
+  t.teardown(once);
+  return once;
+}
+
 export interface RunningRegistry {
   url: string;
   server: RegistryServer;
@@ -123,14 +134,7 @@ export async function startRegistry(
   const server = await createRegistry(config, createLogger('registry-test', process.env.LOG_LEVEL ?? 'warn'));
   const url = await server.listen();
   config.publicUrl = url;
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await server.close();
-  };
-  t.teardown(close);
-  return { url, server, config, close };
+  return { url, server, config, close: closeOnce(t, () => server.close()) };
 }
 
 async function dropDatabase(url: string, database: string): Promise<void> {
@@ -188,14 +192,7 @@ export async function startTracker(
     createLogger('tracker-test', process.env.LOG_LEVEL ?? 'warn'),
   );
   const url = await server.listen();
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await server.close();
-  };
-  t.teardown(close);
-  return { url, port: Number(new URL(url).port), server, close };
+  return { url, port: Number(new URL(url).port), server, close: closeOnce(t, () => server.close()) };
 }
 
 /** A port free for both TCP and UDP (the tracker serves both on one port). */

@@ -1,0 +1,13 @@
+// Listening on a configured address (port 0 picks a free one) and naming the URL that came of it.
+import type { FastifyInstance } from 'fastify';
+
+export async function listenHttp(
+  app: FastifyInstance,
+  host: string,
+  port: number,
+): Promise<{ url: string; port: number }> {
+  await app.listen({ host, port });
+  const address = app.server.address();
+  const bound = typeof address === 'object' && address ? address.port : port;
+  return { url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`, port: bound };
+}
