@@ -3,9 +3,9 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { BlobNotFoundError } from '../shared/blobstore/index.ts';
 import type { Digest } from '../shared/digest.ts';
 import { OciError } from '../shared/errors.ts';
+import { parseRange } from '../shared/http-range.ts';
 import { MediaTypes } from '../shared/media-types.ts';
 import type { RegistryContext } from './context.ts';
-import { parseRange } from './oci/http.ts';
 
 export async function sendBlob(
   context: RegistryContext,

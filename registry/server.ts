@@ -1,11 +1,11 @@
 // The center registry: OCI Distribution API at /v2, management API at /api/v1, /healthz, /metrics.
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import { openBlobStore } from '../shared/blobstore/index.ts';
 import type { RegistryConfig } from '../shared/config.ts';
 import { openDatabase } from '../shared/db/database.ts';
 import { sha256Digest } from '../shared/digest.ts';
 import { HashPool } from '../shared/hashing/pool.ts';
-import { listenHttp } from '../shared/listen.ts';
+import { type HttpService, listenHttp } from '../shared/listen.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { instrumentHttp } from '../shared/metrics.ts';
 import { openStateStore } from '../shared/state.ts';
@@ -27,13 +27,7 @@ async function probe(check: () => Promise<unknown>): Promise<string> {
   }
 }
 
-export interface RegistryServer {
-  app: FastifyInstance;
-  context: RegistryContext;
-  /** Listens on the configured address; resolves to the base URL. */
-  listen(): Promise<string>;
-  close(): Promise<void>;
-}
+export type RegistryServer = HttpService<RegistryContext>;
 
 export async function createRegistry(config: RegistryConfig, logger?: Logger): Promise<RegistryServer> {
   const log = logger ?? createLogger('registry', config.logLevel);

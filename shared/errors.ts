@@ -85,4 +85,9 @@ export const problems = {
   badRequest: (detail: string) => new ProblemError(400, 'bad-request', 'Bad request', detail),
   conflict: (detail: string) => new ProblemError(409, 'conflict', 'Conflict', detail),
   unavailable: (detail: string) => new ProblemError(503, 'unavailable', 'Service unavailable', detail),
+  badUpstream: (detail: string) => new ProblemError(502, 'bad-upstream', 'Bad upstream', detail),
+  corruptUpstream: (detail: string) =>
+    new ProblemError(502, 'digest-mismatch', 'Upstream sent a corrupt layer', detail),
+  insufficientStorage: (detail: string) =>
+    new ProblemError(507, 'insufficient-storage', 'Insufficient storage', detail),
 };

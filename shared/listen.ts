@@ -11,3 +11,12 @@ export async function listenHttp(
   const bound = typeof address === 'object' && address ? address.port : port;
   return { url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`, port: bound };
 }
+
+/** A service built and ready to listen: what the CLI starts and the tests drive. */
+export interface HttpService<Context> {
+  app: FastifyInstance;
+  context: Context;
+  /** Listens on the configured address; resolves to the base URL. */
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}

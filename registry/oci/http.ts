@@ -1,6 +1,7 @@
-// Small HTTP helpers for the OCI routes: request bodies with a size cap, Range headers.
+// Small HTTP helpers for the OCI routes: request bodies with a size cap, upload Content-Range headers.
 import type { Readable } from 'node:stream';
 import { OciError } from '../../shared/errors.ts';
+import type { ParsedRange } from '../../shared/http-range.ts';
 
 // How much of an oversized body is still read (and dropped) so that the client gets its 413 instead
 // of a reset connection; past this the connection is cut.
@@ -18,36 +19,6 @@ export async function readBounded(source: Readable, limit: number): Promise<Buff
   if (total > limit)
     throw new OciError('MANIFEST_INVALID', `manifest exceeds ${limit} bytes`, { status: 413 });
   return Buffer.concat(parts);
-}
-
-export interface ParsedRange {
-  start: number;
-  end: number;
-}
-
-/** Parses a single `bytes=` range against a resource of `size` bytes; undefined means the whole resource. */
-export function parseRange(header: string | undefined, size: number): ParsedRange | undefined {
-  if (!header) return undefined;
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!match || (match[1] === '' && match[2] === '')) {
-    throw new OciError('RANGE_INVALID', `unsupported Range: ${header.slice(0, 100)}`, {
-      headers: { 'Content-Range': `bytes */${size}` },
-    });
-  }
-  let start: number;
-  let end: number;
-  if (match[1] === '') {
-    // Suffix range: the last N bytes.
-    start = Math.max(0, size - Number(match[2]));
-    end = size - 1;
-  } else {
-    start = Number(match[1]);
-    end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
-  }
-  if (start > end || start >= size) {
-    throw new OciError('RANGE_INVALID', undefined, { headers: { 'Content-Range': `bytes */${size}` } });
-  }
-  return { start, end };
 }
 
 /** Parses an upload chunk's `Content-Range: <start>-<end>` (the `bytes ` prefix is tolerated). */

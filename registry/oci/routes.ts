@@ -10,10 +10,10 @@ import {
   sha256Digest,
 } from '../../shared/digest.ts';
 import { OciError } from '../../shared/errors.ts';
+import { effectiveArtifactType, parseManifest, requiredBlobs } from '../../shared/manifests.ts';
 import { MediaTypes } from '../../shared/media-types.ts';
 import { sendBlob } from '../blob-response.ts';
 import type { RegistryContext } from '../context.ts';
-import { effectiveArtifactType, parseManifest, requiredBlobs } from '../manifests.ts';
 import type { VersionRow } from '../metadata.ts';
 import { rangeHeaders } from '../uploads.ts';
 import { parseContentRange, readBounded } from './http.ts';

@@ -195,6 +195,28 @@ export async function startTracker(
   return { url, port: Number(new URL(url).port), server, close: closeOnce(t, () => server.close()) };
 }
 
+/**
+ * A registry and a tracker wired together as in a deployment: the registry names the tracker in its
+ * torrents and registers every new swarm with it; the tracker asks the registry about unknown ones.
+ */
+export async function startRegistryAndTracker(
+  t: Teardown,
+  resources: BackendResources,
+  overrides: { registry?: Record<string, string>; tracker?: Record<string, string> } = {},
+): Promise<{ registry: RunningRegistry; tracker: RunningTracker }> {
+  const trackerPort = await freeUdpAndTcpPort();
+  const registry = await startRegistry(t, resources, {
+    ZEDGE_TRACKERS: `http://127.0.0.1:${trackerPort}/announce`,
+    ...overrides.registry,
+  });
+  const tracker = await startTracker(t, resources, {
+    ZEDGE_TRACKER_LISTEN: `127.0.0.1:${trackerPort}`,
+    ZEDGE_REGISTRY_URL: registry.url,
+    ...overrides.tracker,
+  });
+  return { registry, tracker };
+}
+
 /** A port free for both TCP and UDP (the tracker serves both on one port). */
 export async function freeUdpAndTcpPort(): Promise<number> {
   for (;;) {

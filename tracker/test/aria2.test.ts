@@ -6,12 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bencode from 'bencode';
 import t from 'tap';
-import {
-  freeUdpAndTcpPort,
-  provisionBackend,
-  startRegistry,
-  startTracker,
-} from '../../test/support/backends.ts';
+import { provisionBackend, startRegistryAndTracker } from '../../test/support/backends.ts';
 import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
 
 function aria2(args: string[]): ChildProcess {
@@ -34,14 +29,8 @@ function aria2(args: string[]): ChildProcess {
 
 t.test('aria2 downloads a layer from another aria2 found through the tracker', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
-  const trackerPort = await freeUdpAndTcpPort();
-  const registry = await startRegistry(t, resources, {
-    ZEDGE_TRACKERS: `http://127.0.0.1:${trackerPort}/announce`,
-  });
-  const tracker = await startTracker(t, resources, {
-    ZEDGE_TRACKER_LISTEN: `127.0.0.1:${trackerPort}`,
-    ZEDGE_REGISTRY_URL: registry.url,
-    ZEDGE_TRACKER_INTERVAL_SECONDS: '2',
+  const { registry, tracker } = await startRegistryAndTracker(t, resources, {
+    tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '2' },
   });
   const blob = randomBlob(6 * 1024 * 1024 + 99);
   await pushBlobMonolithic(registry.url, 'lib/swarm', blob.data);

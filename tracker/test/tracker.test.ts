@@ -4,10 +4,9 @@ import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import {
   BACKENDS,
-  freeUdpAndTcpPort,
   productionEnv,
   provisionBackend,
-  startRegistry,
+  startRegistryAndTracker,
   startTracker,
 } from '../../test/support/backends.ts';
 import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
@@ -146,14 +145,8 @@ t.test('zones from CIDR ranges', async (t) => {
 for (const backend of BACKENDS) {
   t.test(`${backend}: tracker with a registry`, async (t) => {
     const resources = await provisionBackend(t, backend);
-    const trackerPort = await freeUdpAndTcpPort();
-    const registry = await startRegistry(t, resources, {
-      ZEDGE_TRACKERS: `http://127.0.0.1:${trackerPort}/announce`,
-    });
-    const tracker = await startTracker(t, resources, {
-      ZEDGE_TRACKER_LISTEN: `127.0.0.1:${trackerPort}`,
-      ZEDGE_REGISTRY_URL: registry.url,
-      ZEDGE_TRACKER_ZONES: '127.0.0.0/8=loopback-zone',
+    const { registry, tracker } = await startRegistryAndTracker(t, resources, {
+      tracker: { ZEDGE_TRACKER_ZONES: '127.0.0.0/8=loopback-zone' },
     });
     const blob = randomBlob(700_000);
     await pushBlobMonolithic(registry.url, 'lib/tracked', blob.data);

@@ -1,8 +1,8 @@
 // Parsing and validating pushed manifests: OCI image manifests and indexes, Docker schema 2 manifests
 // and manifest lists. What a manifest references must exist before it may be stored.
-import { parseDigest } from '../shared/digest.ts';
-import { OciError } from '../shared/errors.ts';
-import { INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MediaTypes } from '../shared/media-types.ts';
+import { parseDigest } from './digest.ts';
+import { OciError } from './errors.ts';
+import { INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MediaTypes } from './media-types.ts';
 
 export interface Descriptor {
   mediaType: string;

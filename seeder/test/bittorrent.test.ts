@@ -1,0 +1,125 @@
+// Real BitTorrent: a webtorrent leecher in another process downloads a warmed layer from the seeder
+// alone (no tracker, no web seed), and the seeder announces its zone and role to a real tracker.
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import bencode from 'bencode';
+import t from 'tap';
+import { provisionBackend, startRegistry, startRegistryAndTracker } from '../../test/support/backends.ts';
+import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
+import { eventually, metric, startSeeder, status, warm } from '../../test/support/seeder.ts';
+import { httpAnnounce, newPeerId } from '../../test/support/tracker-client.ts';
+
+const MiB = 1024 * 1024;
+const leechScript = join(import.meta.dirname, '..', '..', 'test', 'support', 'leech.ts');
+
+function leech(
+  torrentFile: string,
+  dir: string,
+  peer: string,
+): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', leechScript, torrentFile, dir, peer], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 50_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+async function seededInfoHash(base: string, digest: string): Promise<string> {
+  return eventually(async () => {
+    const layer = (await status(base)).layers.find((entry) => entry.digest === digest);
+    return layer?.seeding?.state === 'seeding' && layer.seeding.infoHash;
+  });
+}
+
+t.test('a webtorrent leecher in another process downloads a layer from the seeder alone', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  // Nothing listens at the trackers' address: the leecher is given the seeder as its only peer.
+  const registry = await startRegistry(t, resources, { ZEDGE_TRACKERS: 'http://127.0.0.1:9/announce' });
+  const blob = randomBlob(6 * MiB + 4321);
+  await pushBlobMonolithic(registry.url, 'edge/bt', blob.data);
+  const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
+  t.equal((await warm(seeder.url, [blob.digest])).state, 'done');
+  const infoHash = await seededInfoHash(seeder.url, blob.digest);
+
+  const response = await fetch(`${registry.url}/api/v1/blobs/${blob.digest}/torrent`);
+  t.equal(response.headers.get('x-info-hash'), infoHash, 'the seeder seeds the center torrent');
+  const torrent = bencode.decode(Buffer.from(await response.arrayBuffer())) as Record<string, unknown>;
+  delete torrent['url-list']; // no web seed to fall back on
+  const work = await mkdtemp(join(tmpdir(), 'zedge-seeder-leech-'));
+  t.teardown(() => rm(work, { recursive: true, force: true }));
+  const torrentFile = join(work, 'layer.torrent');
+  await writeFile(torrentFile, bencode.encode(torrent));
+
+  const result = await leech(torrentFile, join(work, 'download'), `127.0.0.1:${seeder.torrentPort}`);
+  t.equal(result.code, 0, `the leecher finished: ${result.output}`);
+  t.match(result.output, /"done":true/);
+  const downloaded = await readFile(join(work, 'download', blob.digest.replace(':', '-')));
+  t.ok(downloaded.equals(blob.data), 'byte-identical over BitTorrent');
+
+  const after = await status(seeder.url);
+  t.ok(after.bytesServed.bittorrent >= blob.data.length, 'status counts the bytes served by BitTorrent');
+  t.equal(after.bytesServed.http, 0, 'none of it went over HTTP');
+  t.ok(after.layers[0]!.seeding!.uploadedBytes >= blob.data.length);
+  t.ok(
+    (await metric(seeder.url, 'zedge_seeder_bytes_served_total', { via: 'bittorrent' })) >= blob.data.length,
+  );
+  t.equal(
+    await metric(registry.url, 'zedge_registry_bytes_out_total', { kind: 'blob' }),
+    blob.data.length,
+    'the center sent the layer once, to the seeder',
+  );
+});
+
+t.test('the seeder announces its zone and role=edge to the tracker', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const { registry, tracker } = await startRegistryAndTracker(t, resources, {
+    tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '1' },
+  });
+  const blob = randomBlob(MiB);
+  await pushBlobMonolithic(registry.url, 'edge/announce', blob.data);
+  const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url, ZEDGE_SEEDER_ZONE: 'zone-a' });
+  await warm(seeder.url, [blob.digest]);
+  const infoHash = await seededInfoHash(seeder.url, blob.digest);
+
+  // Plain seeders compete with the edge: one in its zone, one in another.
+  await httpAnnounce(tracker.url, { infoHash, port: 1111, left: 0, zone: 'zone-b', event: 'started' });
+  await httpAnnounce(tracker.url, { infoHash, port: 1112, left: 0, zone: 'zone-a', event: 'started' });
+  const edge = { ip: '127.0.0.1', port: seeder.torrentPort };
+  const leecherOfZoneA = () =>
+    httpAnnounce(tracker.url, {
+      infoHash,
+      peerId: newPeerId(),
+      port: 2222,
+      left: blob.data.length,
+      zone: 'zone-a',
+      numwant: 1,
+    });
+  await eventually(
+    async () => (await tracker.server.store.counts(infoHash)).seeders >= 3,
+    15_000,
+    'the seeder in the swarm',
+  );
+  // Peers are drawn at random within a tier: asking several times shows the edge is in a tier of its own.
+  for (let round = 0; round < 6; round++) {
+    t.same((await leecherOfZoneA()).peers, [edge], 'a leecher of zone-a is handed its zone edge first');
+  }
+  const forZoneB = await httpAnnounce(tracker.url, {
+    infoHash,
+    peerId: newPeerId(),
+    port: 3333,
+    left: blob.data.length,
+    zone: 'zone-b',
+    numwant: 1,
+  });
+  t.same(forZoneB.peers, [{ ip: '127.0.0.1', port: 1111 }], 'a leecher of zone-b its own zone seeder first');
+});

@@ -1,0 +1,83 @@
+// Sending a byte range of a layer file to a socket, whether the file is complete (cached) or still
+// growing (being fetched from upstream: bytes go out as they land on disk, so the first caller does
+// not wait for the whole layer).
+import type { FileHandle } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import type { Digest } from '../shared/digest.ts';
+
+/** A layer file open for reading. */
+export interface LayerFile {
+  readonly digest: Digest;
+  readonly size: number;
+  readonly handle: FileHandle;
+  /** How many bytes from the start may be sent now. */
+  readable(): number;
+  /** Why the file will never be complete, once that is known. */
+  failure(): Error | undefined;
+  /** Resolves at the next change of readable() or failure(). */
+  changed(): Promise<void>;
+  /** Gives the file back (closes or unpins it). Idempotent. */
+  release(): void;
+}
+
+// A fresh buffer per read makes the garbage collector run every few tens of MiB and halves
+// throughput (see the registry's store); a handful of buffers reused once the socket took their
+// bytes avoids it.
+const RECYCLED_BUFFERS = 4;
+const RECYCLED_BUFFER_SIZE = 1024 * 1024;
+
+/**
+ * Writes bytes `start..end` (inclusive) of `file` to `sink` without ending it. Rejects when the file
+ * fails before the range is readable or when the sink closes first. `onBytes` counts what the sink took.
+ */
+export async function copyRange(
+  file: LayerFile,
+  start: number,
+  end: number,
+  sink: Writable,
+  onBytes?: (bytes: number) => void,
+): Promise<void> {
+  const free = Array.from({ length: RECYCLED_BUFFERS }, () => Buffer.allocUnsafeSlow(RECYCLED_BUFFER_SIZE));
+  let wake: (() => void) | undefined;
+  let failure: Error | undefined;
+  const sinkClosed = new Promise<void>((resolve) => {
+    const onClose = () => {
+      failure ??= new Error('destination closed before the layer was sent');
+      wake?.();
+      resolve();
+    };
+    if (sink.destroyed) onClose();
+    else sink.once('close', onClose);
+  });
+  let position = start;
+  while (position <= end) {
+    while (free.length === 0 && !failure) await new Promise<void>((resolve) => (wake = resolve));
+    if (failure) throw failure;
+    let limit = Math.min(end + 1, file.readable());
+    while (position >= limit) {
+      const fileFailure = file.failure();
+      if (fileFailure) throw fileFailure;
+      await Promise.race([file.changed(), sinkClosed]);
+      if (failure) throw failure;
+      limit = Math.min(end + 1, file.readable());
+    }
+    const buffer = free.pop()!;
+    const { bytesRead } = await file.handle.read(
+      buffer,
+      0,
+      Math.min(buffer.length, limit - position),
+      position,
+    );
+    if (bytesRead === 0) throw new Error(`layer file ${file.digest} is shorter than expected`);
+    position += bytesRead;
+    sink.write(buffer.subarray(0, bytesRead), (error) => {
+      if (error) failure ??= error;
+      else onBytes?.(bytesRead);
+      free.push(buffer);
+      wake?.();
+    });
+  }
+  // The last writes must be taken before the caller ends the response.
+  while (free.length < RECYCLED_BUFFERS && !failure) await new Promise<void>((resolve) => (wake = resolve));
+  if (failure) throw failure;
+}

@@ -1,0 +1,63 @@
+// The part of webtorrent 3 (untyped) that zedge-p2p uses.
+declare module 'webtorrent' {
+  import type { EventEmitter } from 'node:events';
+
+  export interface WebTorrentOptions {
+    torrentPort?: number;
+    dht?: boolean | Record<string, unknown>;
+    lsd?: boolean;
+    utp?: boolean;
+    utPex?: boolean;
+    natUpnp?: boolean | 'permanent';
+    natPmp?: boolean;
+    webSeeds?: boolean;
+    /** Protocol encryption: 0 off, 1 offered with plaintext fallback (the default), 2 required. */
+    secure?: 0 | 1 | 2;
+    maxConns?: number;
+    tracker?: false | { getAnnounceOpts?: () => Record<string, string | number> };
+    peerId?: string;
+  }
+
+  export interface TorrentOptions {
+    /** Directory holding (or receiving) the torrent's files. */
+    path?: string;
+    /** Trust the files in `path` as complete and correct: no piece is re-hashed. */
+    skipVerify?: boolean;
+    /** Pieces kept in memory per torrent (default 20); 0 reads every piece from disk. */
+    storeCacheSlots?: number;
+    announce?: string[];
+    urlList?: string[];
+    getAnnounceOpts?: () => Record<string, string | number>;
+    destroyStoreOnDestroy?: boolean;
+  }
+
+  export interface Torrent extends EventEmitter {
+    readonly infoHash: string;
+    readonly name: string;
+    readonly length: number;
+    readonly uploaded: number;
+    readonly downloaded: number;
+    readonly received: number;
+    readonly numPeers: number;
+    readonly progress: number;
+    readonly done: boolean;
+    readonly ready: boolean;
+    readonly destroyed: boolean;
+    addPeer(peer: string): boolean;
+    destroy(options?: { destroyStore?: boolean }, callback?: (error?: Error) => void): void;
+  }
+
+  export default class WebTorrent extends EventEmitter {
+    constructor(options?: WebTorrentOptions);
+    readonly torrentPort: number;
+    readonly listening: boolean;
+    readonly torrents: Torrent[];
+    readonly destroyed: boolean;
+    add(
+      torrent: Uint8Array | string,
+      options?: TorrentOptions,
+      onTorrent?: (torrent: Torrent) => void,
+    ): Torrent;
+    destroy(callback?: (error?: Error) => void): void;
+  }
+}
