@@ -2,8 +2,10 @@
 // (see the README); flags override them.
 import { Command } from 'commander';
 import { createRegistry } from '../registry/server.ts';
+import { seederConfig } from '../seeder/config.ts';
+import { createSeeder } from '../seeder/server.ts';
 import { ConfigError, registryConfig } from '../shared/config.ts';
-import { createLogger } from '../shared/logger.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
 import { trackerConfig } from '../tracker/config.ts';
 import { createTracker } from '../tracker/server.ts';
 
@@ -29,48 +31,77 @@ interface Service {
   close(): Promise<void>;
 }
 
-/** Starts the given roles in this process, logs where each listens, and stops them all on a signal. */
-async function run(name: string, roles: ('registry' | 'tracker')[]): Promise<void> {
+type Role = 'registry' | 'tracker' | 'seeder';
+
+/** Builds one role, listens, and logs where it serves and on what it stands. */
+const starters: Record<Role, (log: Logger) => Promise<Service>> = {
+  async registry(log) {
+    const config = registryConfig();
+    const registry = await createRegistry(config, log);
+    const url = await registry.listen();
+    // Listening on port 0 picks a port: unless a public URL was set, the one it got is the URL, for
+    // its own torrents' web seeds and for the services started beside it.
+    if (!process.env.ZEDGE_REGISTRY_URL) {
+      config.publicUrl = config.publicUrl.replace(/:0$/, `:${new URL(url).port}`);
+      process.env.ZEDGE_REGISTRY_URL = config.publicUrl;
+    }
+    const { db, state } = registry.context;
+    log.info(
+      { url, blobStore: config.blobStore.kind, database: db.kind, state: state.kind },
+      'registry ready',
+    );
+    return registry;
+  },
+  async tracker(log) {
+    const tracker = await createTracker(trackerConfig(), log);
+    const url = await tracker.listen();
+    log.info({ url, udp: url.replace(/^http/, 'udp'), swarmStore: tracker.store.kind }, 'tracker ready');
+    return tracker;
+  },
+  async seeder(log) {
+    const config = seederConfig();
+    const seeder = await createSeeder(config, log);
+    const url = await seeder.listen();
+    log.info(
+      {
+        url,
+        zone: config.zone,
+        torrentPort: seeder.context.seeding.port,
+        center: config.centerUrl,
+        blobStore: config.blobStore?.kind ?? 'none (layers from the center)',
+      },
+      'seeder ready',
+    );
+    return seeder;
+  },
+};
+
+/** Starts the given roles in this process and stops them all, in reverse, on a signal. */
+async function run(name: string, roles: Role[]): Promise<void> {
   const log = createLogger(name, process.env.LOG_LEVEL ?? 'info');
-  if (roles.includes('registry') && roles.includes('tracker')) {
-    // Services started together are wired together, unless told otherwise.
+  if (roles.includes('registry')) {
+    // Services started together are wired together, unless told otherwise: the registry's torrents
+    // name this tracker, the tracker and the seeder find the center at the registry's URL (set once
+    // it listens; the registry starts first), and a seeder beside the registry reads its blob store.
     const trackerListen = process.env.ZEDGE_TRACKER_LISTEN ?? '127.0.0.1:6969';
-    process.env.ZEDGE_TRACKERS ??= `http://${trackerListen}/announce`;
-    process.env.ZEDGE_REGISTRY_URL ??= registryConfig().publicUrl;
+    if (roles.includes('tracker')) process.env.ZEDGE_TRACKERS ??= `http://${trackerListen}/announce`;
+    if (roles.includes('seeder')) process.env.ZEDGE_SEEDER_STORE_ACCESS ??= 'true';
   }
   const services: Service[] = [];
-  for (const role of roles) {
-    if (role === 'registry') {
-      const config = registryConfig();
-      const registry = await createRegistry(config, log.child({ role }));
-      const url = await registry.listen();
-      services.push(registry);
-      log.info(
-        {
-          role,
-          url,
-          blobStore: config.blobStore.kind,
-          database: registry.context.db.kind,
-          state: registry.context.state.kind,
-        },
-        'registry ready',
-      );
-    } else {
-      const tracker = await createTracker(trackerConfig(), log.child({ role }));
-      const url = await tracker.listen();
-      services.push(tracker);
-      log.info(
-        { role, url, udp: url.replace(/^http/, 'udp'), swarmStore: tracker.store.kind },
-        'tracker ready',
-      );
-    }
-  }
-  onShutdown(log, async () => {
+  const stopAll = async () => {
     for (const service of services.reverse()) await service.close();
-  });
+  };
+  try {
+    for (const role of roles) services.push(await starters[role](log.child({ role })));
+  } catch (error) {
+    // A role that cannot start (a port in use) stops the ones already running, then fails the command.
+    await stopAll();
+    throw error;
+  }
+  onShutdown(log, stopAll);
 }
 
-function onShutdown(log: ReturnType<typeof createLogger>, close: () => Promise<void>): void {
+function onShutdown(log: Logger, close: () => Promise<void>): void {
   let closing = false;
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => {
@@ -108,6 +139,36 @@ program
     return run('tracker', ['tracker']);
   });
 
+interface SeederFlags {
+  listen?: string;
+  zone?: string;
+  cacheDir?: string;
+  cacheBytes?: string;
+  registry?: string;
+}
+
+program
+  .command('seeder')
+  .description(
+    'run an edge seeder: a layer cache for its zone, seeded over BitTorrent and served as a web seed',
+  )
+  .option('--listen <host:port>', 'HTTP address (ZEDGE_SEEDER_LISTEN, default 127.0.0.1:5002)')
+  .option('--zone <zone>', 'the zone this edge serves (ZEDGE_SEEDER_ZONE, default "default")')
+  .option('--cache-dir <dir>', 'layer cache directory (ZEDGE_SEEDER_CACHE_DIR)')
+  .option('--cache-bytes <bytes>', 'cache capacity in bytes (ZEDGE_SEEDER_CACHE_BYTES, default 10 GiB)')
+  .option('--registry <url>', 'the center registry (ZEDGE_REGISTRY_URL, default http://127.0.0.1:5000)')
+  .action((flags: SeederFlags) => {
+    const variables: [keyof SeederFlags, string][] = [
+      ['listen', 'ZEDGE_SEEDER_LISTEN'],
+      ['zone', 'ZEDGE_SEEDER_ZONE'],
+      ['cacheDir', 'ZEDGE_SEEDER_CACHE_DIR'],
+      ['cacheBytes', 'ZEDGE_SEEDER_CACHE_BYTES'],
+      ['registry', 'ZEDGE_REGISTRY_URL'],
+    ];
+    for (const [flag, variable] of variables) if (flags[flag]) process.env[variable] = flags[flag];
+    return run('seeder', ['seeder']);
+  });
+
 program
   .command('start')
   .description('run every service in one process with embedded defaults (directory store, PGlite)')
@@ -115,7 +176,7 @@ program
   .option('--data-dir <dir>', 'data directory (ZEDGE_DATA_DIR, default ./.data)')
   .action((flags: ServeFlags) => {
     applyFlags(flags);
-    return run('zedge-p2p', ['registry', 'tracker']);
+    return run('zedge-p2p', ['registry', 'tracker', 'seeder']);
   });
 
 program.parseAsync().catch((error) => {

@@ -5,46 +5,103 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import t from 'tap';
+import { freeUdpAndTcpPort } from './support/backends.ts';
+import { pushBlobMonolithic, randomBlob } from './support/oci.ts';
+import { eventually, status, warm } from './support/seeder.ts';
 
 const root = resolve(import.meta.dirname, '..');
+
+/** Runs `zedge-p2p <args>` and resolves with the URL of every service once each logged "<role> ready". */
+async function startCli(
+  t: { teardown(fn: () => unknown): void },
+  args: string[],
+  roles: string[],
+  env: Record<string, string> = {},
+): Promise<{ urls: Record<string, string>; stop(): Promise<number | null> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'cli/main.ts'), ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.teardown(() => child.kill('SIGKILL'));
+  const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  const urls: Record<string, string> = {};
+  await new Promise<void>((resolveUrls, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${roles.join(', ')} did not start within 60 s`)),
+      60_000,
+    );
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const entry = JSON.parse(line) as { msg?: string; url?: string; role?: string };
+      const role = entry.msg?.match(/^(\w+) ready$/)?.[1];
+      if (role && entry.url) urls[role] = entry.url;
+      if (roles.every((name) => urls[name])) {
+        clearTimeout(timer);
+        resolveUrls();
+      }
+    });
+    exit.then((code) => reject(new Error(`zedge-p2p exited with ${code} before it was ready`)));
+  });
+  return {
+    urls,
+    stop: () => {
+      child.kill('SIGTERM');
+      return exit;
+    },
+  };
+}
 
 t.test('zedge-p2p registry serves and shuts down on SIGTERM', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'zedge-cli-'));
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(root, 'cli/main.ts'),
-      'registry',
-      '--listen',
-      '127.0.0.1:0',
-      '--data-dir',
-      dataDir,
-    ],
-    {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  t.teardown(() => child.kill('SIGKILL'));
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error('registry did not start within 30 s')), 30_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const entry = JSON.parse(line) as { msg?: string; url?: string };
-      if (entry.msg === 'registry ready' && entry.url) {
-        clearTimeout(timer);
-        resolveUrl(entry.url);
-      }
-    });
-  });
+  const cli = await startCli(t, ['registry', '--listen', '127.0.0.1:0', '--data-dir', dataDir], ['registry']);
+  const url = cli.urls.registry!;
   t.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
   t.equal((await fetch(`${url}/v2/`)).status, 200);
   t.equal((await fetch(`${url}/healthz`)).status, 200);
-  const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
-  child.kill('SIGTERM');
-  t.equal(await exit, 0, 'clean exit');
+  t.equal(await cli.stop(), 0, 'clean exit');
+});
+
+t.test('zedge-p2p start runs registry, tracker and seeder wired together', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'zedge-cli-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const cli = await startCli(
+    t,
+    ['start', '--listen', '127.0.0.1:0', '--data-dir', dataDir],
+    ['registry', 'tracker', 'seeder'],
+    {
+      ZEDGE_TRACKER_LISTEN: `127.0.0.1:${await freeUdpAndTcpPort()}`,
+      ZEDGE_SEEDER_LISTEN: '127.0.0.1:0',
+      ZEDGE_SEEDER_TORRENT_PORT: '0',
+    },
+  );
+  const [registry, tracker, seeder] = [cli.urls.registry!, cli.urls.tracker!, cli.urls.seeder!];
+  const blob = randomBlob(1024 * 1024 + 5);
+  t.equal((await pushBlobMonolithic(registry, 'cli/start', blob.data)).status, 201);
+
+  const torrent = await fetch(`${registry}/api/v1/blobs/${blob.digest}/torrent`);
+  t.equal(torrent.status, 200);
+  t.match(
+    Buffer.from(await torrent.arrayBuffer()).toString('latin1'),
+    `${tracker}/announce`,
+    "the registry's torrents name the tracker",
+  );
+  t.equal((await warm(seeder, [blob.digest])).state, 'done');
+  const after = await status(seeder);
+  t.equal(after.upstreamBytes.store, blob.data.length, "the seeder reads the registry's store directly");
+  t.equal(after.upstreamBytes.center, 0);
+  const infoHash = await eventually(async () => {
+    const layer = (await status(seeder)).layers.find((entry) => entry.digest === blob.digest);
+    return layer?.seeding?.state === 'seeding' && layer.seeding.infoHash;
+  });
+  const stats = await eventually(async () => {
+    const body = (await (await fetch(`${tracker}/stats`)).json()) as {
+      swarms: { infoHash: string; digest: string | null; seeders: number }[];
+    };
+    return body.swarms.find((swarm) => swarm.infoHash === infoHash && swarm.seeders === 1);
+  });
+  t.equal(stats.digest, blob.digest, 'the seeder announced the layer to the tracker');
+  t.equal(await cli.stop(), 0, 'clean exit of all three');
 });
 
 t.test('a bad setting is a clear error, not a stack trace', async (t) => {
