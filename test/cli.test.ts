@@ -3,53 +3,13 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import t from 'tap';
 import { freeUdpAndTcpPort } from './support/backends.ts';
+import { startCli } from './support/cli.ts';
 import { pushBlobMonolithic, randomBlob } from './support/oci.ts';
 import { eventually, status, warm } from './support/seeder.ts';
 
 const root = resolve(import.meta.dirname, '..');
-
-/** Runs `zedge-p2p <args>` and resolves with the URL of every service once each logged "<role> ready". */
-async function startCli(
-  t: { teardown(fn: () => unknown): void },
-  args: string[],
-  roles: string[],
-  env: Record<string, string> = {},
-): Promise<{ urls: Record<string, string>; stop(): Promise<number | null> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'cli/main.ts'), ...args], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.teardown(() => child.kill('SIGKILL'));
-  const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
-  const urls: Record<string, string> = {};
-  await new Promise<void>((resolveUrls, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${roles.join(', ')} did not start within 60 s`)),
-      60_000,
-    );
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const entry = JSON.parse(line) as { msg?: string; url?: string; role?: string };
-      const role = entry.msg?.match(/^(\w+) ready$/)?.[1];
-      if (role && entry.url) urls[role] = entry.url;
-      if (roles.every((name) => urls[name])) {
-        clearTimeout(timer);
-        resolveUrls();
-      }
-    });
-    exit.then((code) => reject(new Error(`zedge-p2p exited with ${code} before it was ready`)));
-  });
-  return {
-    urls,
-    stop: () => {
-      child.kill('SIGTERM');
-      return exit;
-    },
-  };
-}
 
 t.test('zedge-p2p registry serves and shuts down on SIGTERM', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'zedge-cli-'));

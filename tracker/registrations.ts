@@ -42,9 +42,19 @@ export class Registrations {
     return lookup;
   }
 
-  /** Digests of the given swarms, where known (for statistics). */
-  cachedDigestOf(infoHash: string): string | undefined {
-    return this.known.get(infoHash);
+  /**
+   * Digests of the given swarms where registered (for statistics): from memory, then from what other
+   * trackers recorded in Redis; the registry is not asked.
+   */
+  async registeredDigests(infoHashes: string[]): Promise<(string | undefined)[]> {
+    const digests = infoHashes.map((infoHash) => this.known.get(infoHash));
+    const missing = infoHashes.filter((_, index) => digests[index] === undefined);
+    if (!this.redis || missing.length === 0) return digests;
+    const found = await this.redis.hmget(this.redisKey, ...missing);
+    for (const [index, digest] of found.entries()) {
+      if (digest) this.known.set(missing[index]!, digest);
+    }
+    return infoHashes.map((infoHash) => this.known.get(infoHash));
   }
 
   async close(): Promise<void> {

@@ -164,11 +164,13 @@ export async function createTracker(config: TrackerConfig, logger?: Logger): Pro
     const swarms = [];
     let seeders = 0;
     let leechers = 0;
-    for (const infoHash of await store.swarms()) {
+    const infoHashes = await store.swarms();
+    const digests = await registrations.registeredDigests(infoHashes);
+    for (const [index, infoHash] of infoHashes.entries()) {
       const counts = await store.counts(infoHash);
       seeders += counts.seeders;
       leechers += counts.leechers;
-      swarms.push({ infoHash, digest: registrations.cachedDigestOf(infoHash) ?? null, ...counts });
+      swarms.push({ infoHash, digest: digests[index] ?? null, ...counts });
     }
     return {
       swarms,

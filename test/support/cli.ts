@@ -1,0 +1,48 @@
+// The zedge-p2p command in its own process, as operators run it: started with arguments and
+// environment, ready once every service it runs has logged "<role> ready", stopped with SIGTERM.
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const root = resolve(import.meta.dirname, '../..');
+const cliMain = resolve(root, 'cli/main.ts');
+
+/** Runs `zedge-p2p <args>` and resolves with the URL of every service once each logged "<role> ready". */
+export async function startCli(
+  t: { teardown(fn: () => unknown): void },
+  args: string[],
+  roles: string[],
+  env: Record<string, string> = {},
+): Promise<{ urls: Record<string, string>; stop(): Promise<number | null> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', cliMain, ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.teardown(() => child.kill('SIGKILL'));
+  const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  const urls: Record<string, string> = {};
+  await new Promise<void>((resolveUrls, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${roles.join(', ')} did not start within 60 s`)),
+      60_000,
+    );
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const entry = JSON.parse(line) as { msg?: string; url?: string; role?: string };
+      const role = entry.msg?.match(/^(\w+) ready$/)?.[1];
+      if (role && entry.url) urls[role] = entry.url;
+      if (roles.every((name) => urls[name])) {
+        clearTimeout(timer);
+        resolveUrls();
+      }
+    });
+    exit.then((code) => reject(new Error(`zedge-p2p exited with ${code} before it was ready`)));
+  });
+  return {
+    urls,
+    stop: () => {
+      child.kill('SIGTERM');
+      return exit;
+    },
+  };
+}
