@@ -44,12 +44,30 @@ function text(value: string | undefined): string | undefined {
   }
 }
 
-/** Compact peer lists: `peers` for IPv4 (BEP 23), `peers6` for IPv6 (BEP 7). */
-function compact(peers: PeerAddress[]): { peers: Buffer; peers6: Buffer } {
-  const v4: Buffer[] = [];
-  const v6: Buffer[] = [];
-  for (const peer of peers) (peer.compact.length === 6 ? v4 : v6).push(peer.compact);
-  return { peers: Buffer.concat(v4), peers6: Buffer.concat(v6) };
+/**
+ * A compact answer (BEP 23 `peers`, BEP 7 `peers6`) written into one buffer: the common answer, so
+ * it is built without intermediate buffers (they cost a sixth of an announce under load).
+ */
+function compactAnswer(head: string, peers: PeerAddress[]): Buffer {
+  let v4 = 0;
+  for (const peer of peers) if (peer.compact.length === 6) v4++;
+  const v6 = peers.length - v4;
+  const v4Header = `5:peers${v4 * 6}:`;
+  const v6Header = `6:peers6${v6 * 18}:`;
+  const out = Buffer.allocUnsafe(head.length + v4Header.length + v4 * 6 + v6Header.length + v6 * 18 + 1);
+  let at = out.write(head, 0, 'latin1');
+  at += out.write(v4Header, at, 'latin1');
+  for (const peer of peers) {
+    const address = peer.compact;
+    if (address.length !== 6) continue;
+    // Six bytes by hand: Buffer#copy's call overhead is larger than the copy.
+    for (let byte = 0; byte < 6; byte++) out[at + byte] = address[byte]!;
+    at += 6;
+  }
+  at += out.write(v6Header, at, 'latin1');
+  for (const peer of peers) if (peer.compact.length !== 6) at += peer.compact.copy(out, at);
+  out[at] = 0x65; // 'e'
+  return out;
 }
 
 // A bencoded dictionary of known shape, keys in sorted order as bencoding requires.
@@ -101,33 +119,22 @@ export function handleHttpAnnounce(
     })
     .then(
       ({ counts, peers }) => {
-        const parts: Buffer[] = [
-          Buffer.from(
-            `d8:completei${counts.seeders}e10:incompletei${counts.leechers}e8:intervali${intervalSeconds}e`,
-          ),
-        ];
+        const head = `d8:completei${counts.seeders}e10:incompletei${counts.leechers}e8:intervali${intervalSeconds}e`;
         if (compactWanted) {
-          const lists = compact(peers);
-          parts.push(
-            Buffer.from('5:peers'),
-            bencodeString(lists.peers),
-            Buffer.from('6:peers6'),
-            bencodeString(lists.peers6),
-          );
-        } else {
-          parts.push(Buffer.from('5:peersl'));
-          for (const peer of peers) {
-            parts.push(
-              Buffer.from('d2:ip'),
-              bencodeString(peer.ip),
-              Buffer.from('7:peer id'),
-              bencodeString(Buffer.from(peer.peerId, 'hex')),
-              Buffer.from(`4:porti${peer.port}ee`),
-            );
-          }
-          parts.push(Buffer.from('e'));
+          response.end(compactAnswer(head, peers));
+          return;
         }
-        parts.push(Buffer.from('e'));
+        const parts: Buffer[] = [Buffer.from(`${head}5:peersl`)];
+        for (const peer of peers) {
+          parts.push(
+            Buffer.from('d2:ip'),
+            bencodeString(peer.ip),
+            Buffer.from('7:peer id'),
+            bencodeString(Buffer.from(peer.peerId, 'hex')),
+            Buffer.from(`4:porti${peer.port}ee`),
+          );
+        }
+        parts.push(Buffer.from('ee'));
         response.end(Buffer.concat(parts));
       },
       (error: Error) => fail(error instanceof AnnounceError ? error.message : 'tracker error'),
