@@ -3,7 +3,7 @@
 import type { Counter } from 'prom-client';
 import { compactAddress, type PeerRecord } from './peers.ts';
 import type { Registrations } from './registrations.ts';
-import type { AnnounceEvent, PeerAddress, SwarmCounts, SwarmStore } from './swarm-store.ts';
+import type { AnnounceEvent, AnnounceResult, SwarmStore } from './swarm-store.ts';
 import type { ZoneMap } from './zones.ts';
 
 export interface AnnounceRequest {
@@ -39,7 +39,7 @@ export class Announcer {
     private readonly onAnnounce: () => void,
   ) {}
 
-  async announce(request: AnnounceRequest): Promise<{ counts: SwarmCounts; peers: PeerAddress[] }> {
+  async announce(request: AnnounceRequest): Promise<AnnounceResult> {
     if (!EVENTS.has(request.event)) {
       this.count(request.protocol, 'invalid', 'invalid');
       throw new AnnounceError('invalid event');

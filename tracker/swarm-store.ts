@@ -31,6 +31,19 @@ export interface PeerAddress {
   compact: Buffer;
 }
 
+/** Chosen peers' addresses already in compact form (BEP 23 `peers`, BEP 7 `peers6`). */
+export interface CompactPeers {
+  v4: Buffer;
+  v6: Buffer;
+}
+
+export interface AnnounceResult {
+  peers: PeerAddress[];
+  counts: SwarmCounts;
+  /** The same peers' compact addresses, when the store gathered them while choosing. */
+  compact?: CompactPeers;
+}
+
 export interface SwarmStore {
   readonly kind: 'memory' | 'redis';
   /** Records the announce and resolves to up to `numwant` peers for the announcer, best first. */
@@ -39,31 +52,99 @@ export interface SwarmStore {
     peer: PeerRecord,
     event: AnnounceEvent,
     numwant: number,
-  ): Promise<{ peers: PeerAddress[]; counts: SwarmCounts }>;
+  ): Promise<AnnounceResult>;
   counts(infoHash: string): Promise<SwarmCounts>;
   /** Every swarm with at least one live peer. */
   swarms(): Promise<string[]>;
   close(): Promise<void>;
 }
 
-const EXPIRY_PERIOD_MS = 1000;
+// Expiry passes over a swarm run at most this often: a quarter of the TTL, at least a second.
+function expiryPeriod(peerTtlMs: number): number {
+  return Math.max(1000, peerTtlMs / 4);
+}
 
 /** A peer in a memory tier knows its slot there, so that removal and shuffling need no lookups. */
 type SlottedPeer = PeerRecord & { slot: number };
 
-/** An unordered set of peers with O(1) add, remove and uniform random picks. */
+// Room for one compact address a slot: 18 bytes fit IPv6 (BEP 7); IPv4 uses the first 6.
+const SLOT_BYTES = 18;
+
+/**
+ * Peers chosen for one answer, with their compact addresses gathered as they are chosen: from a
+ * tier's contiguous address array, so that answering does not read each chosen peer object.
+ */
+class Selection {
+  readonly peers: PeerAddress[] = [];
+  private readonly v4: Buffer;
+  private v4Length = 0;
+  private v6: Buffer | undefined;
+  private v6Length = 0;
+
+  constructor(private readonly capacity: number) {
+    this.v4 = Buffer.allocUnsafe(capacity * 6);
+  }
+
+  add(peer: PeerAddress, addresses: Buffer = peer.compact, offset = 0, length = peer.compact.length): void {
+    this.peers.push(peer);
+    if (length === 6) {
+      // Six bytes by hand: Buffer#copy's call overhead is larger than the copy.
+      const v4 = this.v4;
+      const at = this.v4Length;
+      for (let byte = 0; byte < 6; byte++) v4[at + byte] = addresses[offset + byte]!;
+      this.v4Length += 6;
+    } else {
+      this.v6 ??= Buffer.allocUnsafe(this.capacity * 18);
+      addresses.copy(this.v6, this.v6Length, offset, offset + 18);
+      this.v6Length += 18;
+    }
+  }
+
+  compact(): CompactPeers {
+    return { v4: this.v4.subarray(0, this.v4Length), v6: this.v6?.subarray(0, this.v6Length) ?? EMPTY };
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * An unordered set of peers with O(1) add, remove and uniform random picks. Beside the peer objects
+ * it keeps their compact addresses in one array by slot: a random pick then reads that array, not a
+ * peer object scattered among hundreds of thousands (its cache and TLB misses were most of an
+ * announce's cost in big swarms).
+ */
 class Tier {
   readonly items: SlottedPeer[] = [];
+  private addresses = Buffer.allocUnsafe(16 * SLOT_BYTES);
+  private lengths = new Uint8Array(16);
 
   add(peer: SlottedPeer): void {
-    peer.slot = this.items.length;
+    const slot = this.items.length;
+    peer.slot = slot;
     this.items.push(peer);
+    if (slot >= this.lengths.length) {
+      const addresses = Buffer.allocUnsafe(this.addresses.length * 2);
+      this.addresses.copy(addresses);
+      this.addresses = addresses;
+      const lengths = new Uint8Array(this.lengths.length * 2);
+      lengths.set(this.lengths);
+      this.lengths = lengths;
+    }
+    peer.compact.copy(this.addresses, slot * SLOT_BYTES);
+    this.lengths[slot] = peer.compact.length;
   }
 
   remove(peer: SlottedPeer): void {
     const last = this.items.pop()!;
     if (last !== peer) {
       this.items[peer.slot] = last;
+      this.addresses.copy(
+        this.addresses,
+        peer.slot * SLOT_BYTES,
+        last.slot * SLOT_BYTES,
+        (last.slot + 1) * SLOT_BYTES,
+      );
+      this.lengths[peer.slot] = this.lengths[last.slot]!;
       last.slot = peer.slot;
     }
   }
@@ -72,20 +153,21 @@ class Tier {
    * Appends up to `count` distinct random peers (not `skip`ped) to `out`, reading only the peers it
    * picks: on a big tier the cost is the cache misses of `count` scattered objects, so none are moved.
    */
-  sample(count: number, skip: (peer: PeerRecord) => boolean, out: PeerAddress[]): void {
+  sample(count: number, self: PeerRecord | undefined, out: Selection): void {
     const items = this.items;
     if (count * 2 >= items.length) {
-      sampleByShuffle(items.slice(), count, skip, out);
+      sampleByShuffle(items.slice(), count, self, out);
       return;
     }
+    // The requester's own slot, if it is in this tier: skipped by position, no peer is read.
+    const selfSlot = self && items[(self as SlottedPeer).slot] === self ? (self as SlottedPeer).slot : -1;
     const taken = new Set<number>();
     while (count > 0 && taken.size < items.length) {
       const index = Math.floor(Math.random() * items.length);
       if (taken.has(index)) continue;
       taken.add(index);
-      const peer = items[index]!;
-      if (skip(peer)) continue;
-      out.push(peer);
+      if (index === selfSlot) continue;
+      out.add(items[index]!, this.addresses, index * SLOT_BYTES, this.lengths[index]);
       count--;
     }
   }
@@ -95,32 +177,27 @@ class Tier {
 function sampleByShuffle(
   group: PeerRecord[],
   count: number,
-  skip: (peer: PeerRecord) => boolean,
-  out: PeerAddress[],
+  self: PeerRecord | undefined,
+  out: Selection,
 ): void {
   for (let index = 0; index < group.length && count > 0; index++) {
     const other = index + Math.floor(Math.random() * (group.length - index));
     [group[index], group[other]] = [group[other]!, group[index]!];
-    if (skip(group[index]!)) continue;
-    out.push(group[index]!);
+    if (group[index] === self) continue;
+    out.add(group[index]!);
     count--;
   }
 }
 
 /** Up to `count` random peers from several tiers taken as one group (other zones: rarely large). */
-function sampleAcross(
-  tiers: Tier[],
-  count: number,
-  skip: (peer: PeerRecord) => boolean,
-  out: PeerAddress[],
-): void {
+function sampleAcross(tiers: Tier[], count: number, self: PeerRecord | undefined, out: Selection): void {
   const filled = tiers.filter((tier) => tier.items.length > 0);
-  if (filled.length <= 1) filled[0]?.sample(count, skip, out);
+  if (filled.length <= 1) filled[0]?.sample(count, self, out);
   else
     sampleByShuffle(
       filled.flatMap((tier) => tier.items),
       count,
-      skip,
+      self,
       out,
     );
 }
@@ -149,26 +226,31 @@ class MemorySwarm {
     if (isSeeder(peer)) this.seeders--;
   }
 
-  upsert(key: string, record: PeerRecord): void {
+  /** Records a peer's announce; returns its record in the swarm. */
+  upsert(key: string, record: PeerRecord): SlottedPeer {
     const known = this.peers.get(key);
     if (known && known.zone === record.zone && tierKindOf(known) === tierKindOf(record)) {
       // The common re-announce: same place, so update in place (no allocation, no index change).
       known.lastSeen = record.lastSeen;
       known.left = record.left;
       known.peerId = record.peerId;
-      return;
+      return known;
     }
     this.remove(key);
     const peer: SlottedPeer = { ...record, slot: 0 };
     this.peers.set(key, peer);
     this.tiersOf(peer.zone)[tierKindOf(peer)].add(peer);
     if (isSeeder(peer)) this.seeders++;
+    return peer;
   }
 
-  /** Drops peers that last announced before `oldest`: a full pass, so at most once a second. */
-  expire(oldest: number, force = false): void {
+  /**
+   * Drops peers that last announced before `oldest`. A full pass reads every peer of the swarm, so it
+   * runs at most once per `period`: a peer may outlive its TTL by that much.
+   */
+  expire(oldest: number, period: number, force = false): void {
     const now = Date.now();
-    if (!force && now - this.lastExpiry < EXPIRY_PERIOD_MS) return;
+    if (!force && now - this.lastExpiry < period) return;
     this.lastExpiry = now;
     for (const [key, peer] of this.peers) if (peer.lastSeen < oldest) this.remove(key);
   }
@@ -177,20 +259,21 @@ class MemorySwarm {
     return { seeders: this.seeders, leechers: this.peers.size - this.seeders, completed: this.completed };
   }
 
-  choose(requester: PeerRecord, numwant: number): PeerAddress[] {
-    const out: PeerAddress[] = [];
-    // The requester is skipped by identity: comparing every candidate's address or id would read
-    // their strings, and on a big swarm those scattered reads (cache misses) were most of the cost.
-    const self = this.peers.get(peerKey(requester.ip, requester.port));
-    const skip = (peer: PeerRecord) => peer === self;
+  /**
+   * Up to `numwant` peers for `requester`, best first. Its own record (`self`, if it is in the swarm)
+   * is skipped by identity and slot: comparing candidates' addresses or ids would read scattered
+   * peer objects, and on a big swarm those cache misses were most of the cost.
+   */
+  choose(requester: PeerRecord, self: SlottedPeer | undefined, numwant: number): Selection {
+    const out = new Selection(numwant);
     for (const step of tierPlan(requester)) {
       const group: Tier[] = [];
       for (const [zone, tiers] of this.zones) {
         if ((zone === requester.zone) !== step.ownZone) continue;
         for (const kind of step.kinds) group.push(tiers[kind]);
       }
-      sampleAcross(group, numwant - out.length, skip, out);
-      if (out.length >= numwant) break;
+      sampleAcross(group, numwant - out.peers.length, self, out);
+      if (out.peers.length >= numwant) break;
     }
     return out;
   }
@@ -200,34 +283,44 @@ export class MemorySwarmStore implements SwarmStore {
   readonly kind = 'memory';
   private readonly swarmsByHash = new Map<string, MemorySwarm>();
 
-  constructor(private readonly peerTtlMs: number) {}
+  private readonly expiryPeriodMs: number;
 
-  async announce(infoHash: string, peer: PeerRecord, event: AnnounceEvent, numwant: number) {
+  constructor(private readonly peerTtlMs: number) {
+    this.expiryPeriodMs = expiryPeriod(peerTtlMs);
+  }
+
+  async announce(
+    infoHash: string,
+    peer: PeerRecord,
+    event: AnnounceEvent,
+    numwant: number,
+  ): Promise<AnnounceResult> {
     let swarm = this.swarmsByHash.get(infoHash);
     if (!swarm) {
       swarm = new MemorySwarm();
       this.swarmsByHash.set(infoHash, swarm);
     }
-    swarm.expire(Date.now() - this.peerTtlMs);
+    swarm.expire(Date.now() - this.peerTtlMs, this.expiryPeriodMs);
     const key = peerKey(peer.ip, peer.port);
+    let self: SlottedPeer | undefined;
     if (event === 'stopped') swarm.remove(key);
-    else swarm.upsert(key, peer);
+    else self = swarm.upsert(key, peer);
     if (event === 'completed') swarm.completed++;
-    const peers = event === 'stopped' ? [] : swarm.choose(peer, numwant);
-    return { peers, counts: swarm.counts() };
+    const chosen = swarm.choose(peer, self, event === 'stopped' ? 0 : numwant);
+    return { peers: chosen.peers, counts: swarm.counts(), compact: chosen.compact() };
   }
 
   async counts(infoHash: string): Promise<SwarmCounts> {
     const swarm = this.swarmsByHash.get(infoHash);
     if (!swarm) return { seeders: 0, leechers: 0, completed: 0 };
-    swarm.expire(Date.now() - this.peerTtlMs, true);
+    swarm.expire(Date.now() - this.peerTtlMs, this.expiryPeriodMs, true);
     return swarm.counts();
   }
 
   async swarms(): Promise<string[]> {
     const live: string[] = [];
     for (const [infoHash, swarm] of this.swarmsByHash) {
-      swarm.expire(Date.now() - this.peerTtlMs, true);
+      swarm.expire(Date.now() - this.peerTtlMs, this.expiryPeriodMs, true);
       if (swarm.peers.size === 0) this.swarmsByHash.delete(infoHash);
       else live.push(infoHash);
     }

@@ -118,14 +118,24 @@ for (const [kind, open] of stores) {
         0,
       );
     }
+    // Leaving peers are swapped out of their tiers' slots: the answers must still be right after.
+    for (let index = 0; index < 3000; index += 7) {
+      await store.announce(infoHash, peer({ ip: `10.${index >> 8}.${index & 255}.1` }), 'stopped', 0);
+    }
+    await store.announce(infoHash, peer({ ip: '::ffff:a00:1', zone: 'a', left: 0 }), 'started', 0);
     const me = peer({ ip: '10.200.0.1', zone: 'a' });
     for (let round = 0; round < 20; round++) {
-      const { peers } = await store.announce(infoHash, me, 'update', 50);
+      const { peers, compact } = await store.announce(infoHash, me, 'update', 50);
       t.equal(new Set(peers.map((entry) => entry.ip)).size, 50);
       t.notOk(
         peers.some((entry) => entry.ip === me.ip),
         'never the requester',
       );
+      if (compact) {
+        const v4 = peers.filter((entry) => entry.compact.length === 6).map((entry) => entry.compact);
+        const v6 = peers.filter((entry) => entry.compact.length === 18).map((entry) => entry.compact);
+        t.same([compact.v4, compact.v6], [Buffer.concat(v4), Buffer.concat(v6)], 'compact addresses match');
+      }
     }
   });
 }
