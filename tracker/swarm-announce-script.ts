@@ -3,8 +3,12 @@
 //   :peers   hash  "ip:port" -> "zone|kind|peerId"       (kind: edge, seed or leech)
 //   :seen    zset  "ip:port" scored by last announce (ms)  (expiry)
 //   :t:<zone>:<kind>  set of "ip:port|peerId"              (random picks per tier: SRANDMEMBER)
-//   :zones   set of zones with peers;  :meta  hash seeders, leechers, completed
+//   :zones   set of zones with peers;  :meta  hash seeders, leechers, completed, and the times of
+//            the last expiry pass and the last refresh of the keys' lifetimes
 // and <prefix>swarms, a zset of swarms by last activity.
+// Redis runs every script of every tracker one at a time, so the script does per announce only what
+// must be per announce; expiry passes (at most every second) and lifetime refreshes (every half TTL)
+// are done by whichever announce comes due.
 // ARGV: prefix, infohash, member, peerId, zone, kind, event (or "count"), now, ttl, numwant, plan
 // plan: "own:edge;own:seed;own:leech;other:edge,seed;other:leech" (best tier first).
 export const ANNOUNCE_SCRIPT = `local prefix, infoHash, member, peerId, zone, kind, event =
@@ -23,6 +27,14 @@ local function counter(k)
   return 'seeders'
 end
 
+local meta = redis.call('HMGET', metaKey, 'seeders', 'leechers', 'completed', 'expired', 'refreshed')
+local counts = { seeders = tonumber(meta[1] or 0), leechers = tonumber(meta[2] or 0), completed = tonumber(meta[3] or 0) }
+
+local function count(field, delta)
+  redis.call('HINCRBY', metaKey, field, delta)
+  counts[field] = counts[field] + delta
+end
+
 local function removePeer(m)
   local record = redis.call('HGET', peersKey, m)
   redis.call('ZREM', seenKey, m)
@@ -30,12 +42,15 @@ local function removePeer(m)
   local z, k, id = string.match(record, '^(.-)|(.-)|(.*)$')
   redis.call('SREM', tierKey(z, k), m .. '|' .. id)
   redis.call('HDEL', peersKey, m)
-  redis.call('HINCRBY', metaKey, counter(k), -1)
+  count(counter(k), -1)
 end
 
--- Expire peers that stopped announcing (in bounded batches: every announce helps).
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', seenKey, 0, now - ttl, 'LIMIT', 0, 200)) do
-  removePeer(m)
+-- Expire peers that stopped announcing: at most once a second, in bounded batches.
+if event == 'count' or now - tonumber(meta[4] or 0) >= 1000 then
+  redis.call('HSET', metaKey, 'expired', now)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', seenKey, 0, now - ttl, 'LIMIT', 0, 500)) do
+    removePeer(m)
+  end
 end
 
 if event ~= 'count' then
@@ -50,13 +65,20 @@ if event ~= 'count' then
       redis.call('SADD', tierKey(zone, kind), member .. '|' .. peerId)
       redis.call('PEXPIRE', tierKey(zone, kind), keep)
       redis.call('SADD', zonesKey, zone)
-      redis.call('HINCRBY', metaKey, counter(kind), 1)
+      count(counter(kind), 1)
     end
     redis.call('ZADD', seenKey, now, member)
   end
-  if event == 'completed' then redis.call('HINCRBY', metaKey, 'completed', 1) end
-  for _, key in ipairs({ peersKey, seenKey, zonesKey, metaKey }) do redis.call('PEXPIRE', key, keep) end
-  redis.call('ZADD', prefix .. 'swarms', now, infoHash)
+  if event == 'completed' then count('completed', 1) end
+  -- A live swarm's keys outlive their TTL: lifetimes are pushed back every half TTL.
+  if now - tonumber(meta[5] or 0) >= ttl / 2 then
+    redis.call('HSET', metaKey, 'refreshed', now)
+    for _, key in ipairs({ peersKey, seenKey, zonesKey, metaKey }) do redis.call('PEXPIRE', key, keep) end
+    for _, z in ipairs(redis.call('SMEMBERS', zonesKey)) do
+      for _, k in ipairs({ 'edge', 'seed', 'leech' }) do redis.call('PEXPIRE', tierKey(z, k), keep) end
+    end
+    redis.call('ZADD', prefix .. 'swarms', now, infoHash)
+  end
 end
 
 local chosen = {}
@@ -82,6 +104,5 @@ if numwant > 0 and plan ~= '' then
   end
 end
 
-local meta = redis.call('HMGET', metaKey, 'seeders', 'leechers', 'completed')
-return { tonumber(meta[1] or 0), tonumber(meta[2] or 0), tonumber(meta[3] or 0), chosen }
+return { counts.seeders, counts.leechers, counts.completed, chosen }
 `;

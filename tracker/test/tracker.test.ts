@@ -356,18 +356,20 @@ for (const backend of BACKENDS) {
   });
 }
 
-t.test('peers that stop announcing expire', async (t) => {
-  const resources = await provisionBackend(t, 'embedded');
-  const tracker = await startTracker(t, resources, { ZEDGE_TRACKER_PEER_TTL_SECONDS: '1' });
-  const infoHash = 'ef'.repeat(20);
-  await tracker.server.registrations.register(infoHash, `sha256:${'0'.repeat(64)}`);
-  await httpAnnounce(tracker.url, { infoHash, port: 7401, left: 0 });
-  const before = await httpAnnounce(tracker.url, { infoHash, port: 7402, left: 10 });
-  t.same(
-    before.peers.map((entry) => entry.port),
-    [7401],
-  );
-  await new Promise((resolve) => setTimeout(resolve, 1200));
-  const after = await httpAnnounce(tracker.url, { infoHash, port: 7403, left: 10 });
-  t.same(after.peers, [], 'the silent peers are gone');
-});
+for (const backend of BACKENDS) {
+  t.test(`${backend}: peers that stop announcing expire`, async (t) => {
+    const resources = await provisionBackend(t, backend);
+    const tracker = await startTracker(t, resources, { ZEDGE_TRACKER_PEER_TTL_SECONDS: '1' });
+    const infoHash = 'ef'.repeat(20);
+    await tracker.server.registrations.register(infoHash, `sha256:${'0'.repeat(64)}`);
+    await httpAnnounce(tracker.url, { infoHash, port: 7401, left: 0 });
+    const before = await httpAnnounce(tracker.url, { infoHash, port: 7402, left: 10 });
+    t.same(
+      before.peers.map((entry) => entry.port),
+      [7401],
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    const after = await httpAnnounce(tracker.url, { infoHash, port: 7403, left: 10 });
+    t.same(after.peers, [], 'the silent peers are gone');
+  });
+}
