@@ -1,6 +1,5 @@
 // Runs in Piscina worker threads: the CPU-heavy hashing of pieces and whole files, off the event loop.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 
 // One read buffer per worker thread, reused by every task: no allocation per piece.
@@ -72,7 +71,20 @@ export default async function hash(task: HashTask): Promise<Uint8Array | string>
     }
     return out;
   }
+  // A whole file, read into the thread's reused buffer: no allocation per read.
+  if (readBuffer.length < FILE_READ_BYTES) readBuffer = Buffer.allocUnsafeSlow(FILE_READ_BYTES);
   const hasher = createHash(task.algorithm);
-  for await (const chunk of createReadStream(task.path, { highWaterMark: 1024 * 1024 })) hasher.update(chunk);
+  const file = await open(task.path, 'r');
+  try {
+    for (;;) {
+      const { bytesRead } = await file.read(readBuffer, 0, FILE_READ_BYTES, null);
+      if (bytesRead === 0) break;
+      hasher.update(readBuffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await file.close();
+  }
   return hasher.digest('hex');
 }
+
+const FILE_READ_BYTES = 4 * 1024 * 1024;
