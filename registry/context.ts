@@ -4,6 +4,7 @@ import type { RegistryConfig } from '../shared/config.ts';
 import type { Database } from '../shared/db/database.ts';
 import type { HashPool } from '../shared/hashing/pool.ts';
 import type { StateStore } from '../shared/state.ts';
+import type { Fleet } from './fleet.ts';
 import type { Metadata } from './metadata.ts';
 import type { RegistryMetrics } from './metrics.ts';
 import type { TorrentService } from './torrents.ts';
@@ -16,6 +17,7 @@ export interface RegistryContext {
   state: StateStore;
   hashPool: HashPool;
   metadata: Metadata;
+  fleet: Fleet;
   uploads: UploadService;
   torrents: TorrentService;
   metrics: RegistryMetrics;

@@ -11,6 +11,7 @@ import { instrumentHttp } from '../shared/metrics.ts';
 import { openStateStore } from '../shared/state.ts';
 import { apiRoutes } from './api/routes.ts';
 import type { RegistryContext } from './context.ts';
+import { Fleet } from './fleet.ts';
 import { Metadata } from './metadata.ts';
 import { createRegistryMetrics } from './metrics.ts';
 import { ociRouteOf, ociRoutes } from './oci/routes.ts';
@@ -61,6 +62,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     state,
     hashPool,
     metadata,
+    fleet: new Fleet(db, config.heartbeatIntervalSeconds),
     uploads,
     torrents,
     metrics,

@@ -28,6 +28,8 @@ export interface RegistryConfig extends CommonConfig {
   uploadSessionTtlMs: number;
   /** How often abandoned uploads are purged from the store (0: never). */
   uploadSweepIntervalMs: number;
+  /** How often agents are asked to heartbeat; a host silent for three intervals is offline. */
+  heartbeatIntervalSeconds: number;
   maxManifestBytes: number;
 }
 
@@ -79,6 +81,7 @@ export function registryConfig(env: Env = process.env): RegistryConfig {
     webSeeds: list(env.ZEDGE_WEB_SEEDS ?? ''),
     uploadSessionTtlMs: integer(env, 'ZEDGE_UPLOAD_TTL_SECONDS', 24 * 3600) * 1000,
     uploadSweepIntervalMs: integer(env, 'ZEDGE_UPLOAD_SWEEP_SECONDS', 3600) * 1000,
+    heartbeatIntervalSeconds: Math.max(1, integer(env, 'ZEDGE_HEARTBEAT_SECONDS', 10)),
     maxManifestBytes: integer(env, 'ZEDGE_MAX_MANIFEST_BYTES', 4 * 1024 * 1024),
   };
 }

@@ -7,6 +7,7 @@ import { MediaTypes } from '../../shared/media-types.ts';
 import { encodeTorrent } from '../../shared/torrent/metainfo.ts';
 import { sendBlob } from '../blob-response.ts';
 import type { RegistryContext } from '../context.ts';
+import { hostRoutes } from './hosts.ts';
 
 export async function apiRoutes(app: FastifyInstance, context: RegistryContext): Promise<void> {
   app.setErrorHandler((error, request, reply) => {
@@ -14,6 +15,8 @@ export async function apiRoutes(app: FastifyInstance, context: RegistryContext):
     if (problem.status >= 500) request.log.error({ err: error }, 'api error');
     reply.code(problem.status).type('application/problem+json').send(problem.toBody(request.url));
   });
+
+  await app.register(async (scope) => hostRoutes(scope, context));
 
   const digestParams = {
     type: 'object',

@@ -1,4 +1,5 @@
 import { registryCore } from './001-registry-core.ts';
+import { fleet } from './002-fleet.ts';
 
 export interface Migration {
   version: number;
@@ -7,4 +8,4 @@ export interface Migration {
   statements: string[];
 }
 
-export const migrations: Migration[] = [registryCore];
+export const migrations: Migration[] = [registryCore, fleet];

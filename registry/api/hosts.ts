@@ -1,0 +1,89 @@
+// The fleet at /api/v1/hosts: agents register and heartbeat; operators and the orchestrator list hosts.
+import type { FastifyInstance } from 'fastify';
+import { problems } from '../../shared/errors.ts';
+import type { RegistryContext } from '../context.ts';
+import type { HostState } from '../fleet.ts';
+
+const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
+const ZONE = '^[A-Za-z0-9._-]{1,64}$';
+
+const registration = {
+  type: 'object',
+  required: ['hostId', 'zone', 'address', 'cacheCapacityBytes'],
+  properties: {
+    hostId: { type: 'string', pattern: NAME },
+    zone: { type: 'string', pattern: ZONE },
+    address: { type: 'string', pattern: '^https?://', maxLength: 512 },
+    cacheCapacityBytes: { type: 'integer', minimum: 0 },
+    cacheUsedBytes: { type: 'integer', minimum: 0 },
+    agentVersion: { type: 'string', maxLength: 64 },
+  },
+} as const;
+
+export async function hostRoutes(app: FastifyInstance, context: RegistryContext): Promise<void> {
+  const { fleet } = context;
+  const hostParams = {
+    type: 'object',
+    properties: { hostId: { type: 'string', pattern: NAME } },
+    required: ['hostId'],
+  } as const;
+
+  app.post<{
+    Body: {
+      hostId: string;
+      zone: string;
+      address: string;
+      cacheCapacityBytes: number;
+      cacheUsedBytes?: number;
+      agentVersion?: string;
+    };
+  }>('/hosts', { schema: { body: registration } }, async (request, reply) => {
+    const host = await fleet.register(request.body);
+    request.log.info({ hostId: host.hostId, zone: host.zone }, 'host registered');
+    return reply
+      .code(200)
+      .header('Location', `/api/v1/hosts/${host.hostId}`)
+      .send({ host, heartbeatIntervalSeconds: fleet.heartbeatIntervalSeconds });
+  });
+
+  app.put<{ Params: { hostId: string }; Body: { cacheUsedBytes?: number } | undefined }>(
+    '/hosts/:hostId/heartbeat',
+    {
+      schema: {
+        params: hostParams,
+        body: { type: 'object', properties: { cacheUsedBytes: { type: 'integer', minimum: 0 } } },
+      },
+    },
+    async (request) => {
+      const host = await fleet.heartbeat(request.params.hostId, request.body ?? {});
+      if (!host) throw problems.notFound(`host ${request.params.hostId} (register with POST /api/v1/hosts)`);
+      return { host, heartbeatIntervalSeconds: fleet.heartbeatIntervalSeconds };
+    },
+  );
+
+  app.get<{ Querystring: { zone?: string; state?: HostState } }>(
+    '/hosts',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          properties: { zone: { type: 'string', pattern: ZONE }, state: { enum: ['online', 'offline'] } },
+        },
+      },
+    },
+    async (request) => {
+      const hosts = await fleet.list(request.query);
+      return { hosts, total: hosts.length };
+    },
+  );
+
+  app.get<{ Params: { hostId: string } }>(
+    '/hosts/:hostId',
+    { schema: { params: hostParams } },
+    async (request) => {
+      const host = await fleet.get(request.params.hostId);
+      if (!host) throw problems.notFound(`host ${request.params.hostId}`);
+      return host;
+    },
+  );
+}
