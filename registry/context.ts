@@ -4,6 +4,8 @@ import type { RegistryConfig } from '../shared/config.ts';
 import type { Database } from '../shared/db/database.ts';
 import type { HashPool } from '../shared/hashing/pool.ts';
 import type { StateStore } from '../shared/state.ts';
+import type { Distributions } from './distributions.ts';
+import type { EdgeWarmer } from './edge-warmer.ts';
 import type { Fleet } from './fleet.ts';
 import type { Metadata } from './metadata.ts';
 import type { RegistryMetrics } from './metrics.ts';
@@ -18,6 +20,8 @@ export interface RegistryContext {
   hashPool: HashPool;
   metadata: Metadata;
   fleet: Fleet;
+  distributions: Distributions;
+  edgeWarmer: EdgeWarmer;
   uploads: UploadService;
   torrents: TorrentService;
   metrics: RegistryMetrics;

@@ -11,6 +11,8 @@ import { instrumentHttp } from '../shared/metrics.ts';
 import { openStateStore } from '../shared/state.ts';
 import { apiRoutes } from './api/routes.ts';
 import type { RegistryContext } from './context.ts';
+import { Distributions } from './distributions.ts';
+import { EdgeWarmer } from './edge-warmer.ts';
 import { Fleet } from './fleet.ts';
 import { Metadata } from './metadata.ts';
 import { createRegistryMetrics } from './metrics.ts';
@@ -55,6 +57,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     onCommitted: (digest) => torrents.prepare(digest),
     onBytesReceived: (bytes) => metrics.bytesIn.inc(bytes),
   });
+  const fleet = new Fleet(db, config.heartbeatIntervalSeconds);
   const context: RegistryContext = {
     config,
     db,
@@ -62,7 +65,9 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     state,
     hashPool,
     metadata,
-    fleet: new Fleet(db, config.heartbeatIntervalSeconds),
+    fleet,
+    distributions: new Distributions(db, fleet),
+    edgeWarmer: new EdgeWarmer(config.seeders, log),
     uploads,
     torrents,
     metrics,

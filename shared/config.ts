@@ -30,6 +30,8 @@ export interface RegistryConfig extends CommonConfig {
   uploadSweepIntervalMs: number;
   /** How often agents are asked to heartbeat; a host silent for three intervals is offline. */
   heartbeatIntervalSeconds: number;
+  /** The edge seeder of each zone (zone -> base URL): deploys ask them to warm their layers. */
+  seeders: Map<string, string>;
   maxManifestBytes: number;
 }
 
@@ -82,8 +84,21 @@ export function registryConfig(env: Env = process.env): RegistryConfig {
     uploadSessionTtlMs: integer(env, 'ZEDGE_UPLOAD_TTL_SECONDS', 24 * 3600) * 1000,
     uploadSweepIntervalMs: integer(env, 'ZEDGE_UPLOAD_SWEEP_SECONDS', 3600) * 1000,
     heartbeatIntervalSeconds: Math.max(1, integer(env, 'ZEDGE_HEARTBEAT_SECONDS', 10)),
+    seeders: zoneUrls(env.ZEDGE_SEEDERS ?? ''),
     maxManifestBytes: integer(env, 'ZEDGE_MAX_MANIFEST_BYTES', 4 * 1024 * 1024),
   };
+}
+
+/** `zone=url` pairs, comma-separated. */
+function zoneUrls(value: string): Map<string, string> {
+  const urls = new Map<string, string>();
+  for (const pair of list(value)) {
+    const at = pair.indexOf('=');
+    if (at <= 0 || !/^https?:\/\//.test(pair.slice(at + 1)))
+      throw new ConfigError(`ZEDGE_SEEDERS entries are zone=http(s)://host:port, not "${pair}"`);
+    urls.set(pair.slice(0, at), pair.slice(at + 1).replace(/\/$/, ''));
+  }
+  return urls;
 }
 
 export function listenAddress(value: string): [string, number] {

@@ -11,6 +11,8 @@ export interface Descriptor {
   artifactType?: string;
   annotations?: Record<string, string>;
   urls?: string[];
+  /** The platform of an index entry ("linux/amd64", "linux/arm64/v8"), when it names one. */
+  platform?: string;
 }
 
 export interface ParsedManifest {
@@ -126,6 +128,12 @@ function descriptor(value: unknown, where: string): Descriptor {
   if (annotations) result.annotations = annotations;
   if (Array.isArray(entry.urls))
     result.urls = entry.urls.filter((url): url is string => typeof url === 'string');
+  const platform = entry.platform as Record<string, unknown> | undefined;
+  if (platform && typeof platform.os === 'string' && typeof platform.architecture === 'string') {
+    result.platform = [platform.os, platform.architecture, platform.variant]
+      .filter((part) => typeof part === 'string' && part)
+      .join('/');
+  }
   return result;
 }
 

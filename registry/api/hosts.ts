@@ -21,7 +21,7 @@ const registration = {
 } as const;
 
 export async function hostRoutes(app: FastifyInstance, context: RegistryContext): Promise<void> {
-  const { fleet } = context;
+  const { fleet, distributions } = context;
   const hostParams = {
     type: 'object',
     properties: { hostId: { type: 'string', pattern: NAME } },
@@ -43,7 +43,11 @@ export async function hostRoutes(app: FastifyInstance, context: RegistryContext)
     return reply
       .code(200)
       .header('Location', `/api/v1/hosts/${host.hostId}`)
-      .send({ host, heartbeatIntervalSeconds: fleet.heartbeatIntervalSeconds });
+      .send({
+        host,
+        heartbeatIntervalSeconds: fleet.heartbeatIntervalSeconds,
+        jobs: await distributions.assignmentsFor(host.hostId),
+      });
   });
 
   app.put<{ Params: { hostId: string }; Body: { cacheUsedBytes?: number } | undefined }>(
@@ -57,7 +61,12 @@ export async function hostRoutes(app: FastifyInstance, context: RegistryContext)
     async (request) => {
       const host = await fleet.heartbeat(request.params.hostId, request.body ?? {});
       if (!host) throw problems.notFound(`host ${request.params.hostId} (register with POST /api/v1/hosts)`);
-      return { host, heartbeatIntervalSeconds: fleet.heartbeatIntervalSeconds };
+      // The heartbeat answer carries the host's live distribution jobs: agents learn of deploys here.
+      return {
+        host,
+        heartbeatIntervalSeconds: fleet.heartbeatIntervalSeconds,
+        jobs: await distributions.assignmentsFor(host.hostId),
+      };
     },
   );
 

@@ -7,6 +7,7 @@ import { MediaTypes } from '../../shared/media-types.ts';
 import { encodeTorrent } from '../../shared/torrent/metainfo.ts';
 import { sendBlob } from '../blob-response.ts';
 import type { RegistryContext } from '../context.ts';
+import { distributionRoutes } from './distributions.ts';
 import { hostRoutes } from './hosts.ts';
 
 export async function apiRoutes(app: FastifyInstance, context: RegistryContext): Promise<void> {
@@ -17,6 +18,7 @@ export async function apiRoutes(app: FastifyInstance, context: RegistryContext):
   });
 
   await app.register(async (scope) => hostRoutes(scope, context));
+  await app.register(async (scope) => distributionRoutes(scope, context));
 
   const digestParams = {
     type: 'object',

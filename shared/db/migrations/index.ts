@@ -1,5 +1,6 @@
 import { registryCore } from './001-registry-core.ts';
 import { fleet } from './002-fleet.ts';
+import { distributions } from './003-distributions.ts';
 
 export interface Migration {
   version: number;
@@ -8,4 +9,4 @@ export interface Migration {
   statements: string[];
 }
 
-export const migrations: Migration[] = [registryCore, fleet];
+export const migrations: Migration[] = [registryCore, fleet, distributions];

@@ -1,0 +1,143 @@
+// Distribution jobs at /api/v1/distributions: the orchestrator starts mass deploys and watches them;
+// agents report their progress per job.
+import type { FastifyInstance } from 'fastify';
+import { problems } from '../../shared/errors.ts';
+import { formatImageReference, parseImageReference } from '../../shared/image-reference.ts';
+import type { RegistryContext } from '../context.ts';
+import type { JobStatus, ProgressReport, Target } from '../distributions.ts';
+import { resolveImageLayers } from '../image-layers.ts';
+
+const HOST = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
+const ZONE = '^[A-Za-z0-9._-]{1,64}$';
+const STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled'];
+
+interface CreateBody {
+  image: string;
+  platform?: string;
+  hosts?: string[];
+  zones?: string[];
+  all?: boolean;
+}
+
+export async function distributionRoutes(app: FastifyInstance, context: RegistryContext): Promise<void> {
+  const { distributions, edgeWarmer, metadata } = context;
+  const idParams = {
+    type: 'object',
+    properties: { id: { type: 'string', maxLength: 64 } },
+    required: ['id'],
+  } as const;
+
+  app.post<{ Body: CreateBody }>(
+    '/distributions',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['image'],
+          properties: {
+            image: { type: 'string', minLength: 1, maxLength: 512 },
+            platform: { type: 'string', pattern: '^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$' },
+            hosts: { type: 'array', maxItems: 100_000, items: { type: 'string', pattern: HOST } },
+            zones: { type: 'array', minItems: 1, maxItems: 1000, items: { type: 'string', pattern: ZONE } },
+            all: { type: 'boolean', const: true },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const { image, platform, hosts, zones, all } = request.body;
+      const targets = [hosts, zones, all].filter((value) => value !== undefined);
+      if (targets.length !== 1)
+        throw problems.badRequest('name exactly one target: "hosts", "zones" or "all"');
+      const target: Target = hosts ? { hosts } : zones ? { zones } : { all: true };
+      let reference: ReturnType<typeof parseImageReference>;
+      try {
+        reference = parseImageReference(image);
+      } catch (error) {
+        throw problems.badRequest((error as Error).message);
+      }
+      const resolved = await resolveImageLayers(metadata, reference, platform);
+      const targetHosts = await distributions.resolveTarget(target);
+      const { view, created } = await distributions.create({
+        image: formatImageReference(reference),
+        manifestDigest: resolved.manifestDigest,
+        platform,
+        layers: resolved.layers,
+        target,
+        hosts: targetHosts,
+      });
+      if (!created) return reply.code(200).header('Location', `/api/v1/distributions/${view.id}`).send(view);
+      const warming = await edgeWarmer.warm(
+        targetHosts.map((host) => host.zone),
+        resolved.layers.map((layer) => layer.digest),
+      );
+      request.log.info({ id: view.id, image: view.image, hosts: targetHosts.length }, 'distribution created');
+      return reply
+        .code(201)
+        .header('Location', `/api/v1/distributions/${view.id}`)
+        .send({ ...view, warming });
+    },
+  );
+
+  app.get<{ Querystring: { status?: JobStatus } }>(
+    '/distributions',
+    { schema: { querystring: { type: 'object', properties: { status: { enum: STATUSES } } } } },
+    async (request) => {
+      const jobs = await distributions.list(request.query);
+      return { distributions: jobs, total: jobs.length };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/distributions/:id',
+    { schema: { params: idParams } },
+    async (request) => {
+      const view = await distributions.get(request.params.id);
+      if (!view) throw problems.notFound(`distribution ${request.params.id}`);
+      return view;
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/distributions/:id',
+    { schema: { params: idParams } },
+    async (request) => {
+      const view = await distributions.cancel(request.params.id);
+      if (!view) throw problems.notFound(`distribution ${request.params.id}`);
+      return view;
+    },
+  );
+
+  app.put<{ Params: { id: string; hostId: string }; Body: ProgressReport }>(
+    '/distributions/:id/hosts/:hostId',
+    {
+      schema: {
+        params: {
+          type: 'object',
+          properties: { id: { type: 'string', maxLength: 64 }, hostId: { type: 'string', pattern: HOST } },
+          required: ['id', 'hostId'],
+        },
+        body: {
+          type: 'object',
+          required: ['status', 'bytesDone'],
+          properties: {
+            status: { enum: ['running', 'completed', 'failed'] },
+            bytesDone: { type: 'integer', minimum: 0 },
+            bytesBySource: {
+              type: 'object',
+              properties: {
+                peers: { type: 'integer', minimum: 0 },
+                edge: { type: 'integer', minimum: 0 },
+                center: { type: 'integer', minimum: 0 },
+              },
+            },
+            error: { type: 'string', maxLength: 2000 },
+          },
+        },
+      },
+    },
+    async (request) => ({
+      status: await distributions.report(request.params.id, request.params.hostId, request.body),
+    }),
+  );
+}

@@ -1,0 +1,378 @@
+// Distribution jobs: an image to prefetch on many hosts at once. The registry resolves the image's
+// layers and the target hosts when the job is made; agents learn of it from their heartbeats (the
+// registry never connects to the hosts) and report progress per host. A job is `pending` until a
+// host starts, `running` until every host ended, then `completed` (or `failed` if a host failed),
+// or `cancelled`. A host that goes offline mid-job fails for that job; one offline from the start
+// picks the job up when it comes back, while the job is live.
+import { createHash } from 'node:crypto';
+import type { Database, Queryable } from '../shared/db/database.ts';
+import { problems } from '../shared/errors.ts';
+import type { Fleet, Host } from './fleet.ts';
+
+export type JobStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
+export type HostJobStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
+const LIVE: JobStatus[] = ['pending', 'running'];
+
+export type Target = { hosts: string[] } | { zones: string[] } | { all: true };
+
+export interface BytesBySource {
+  peers: number;
+  edge: number;
+  center: number;
+}
+
+export interface HostProgress {
+  hostId: string;
+  zone: string | null;
+  status: HostJobStatus;
+  bytesDone: number;
+  bytesTotal: number;
+  bytesBySource: BytesBySource;
+  error: string | null;
+  updatedAt: string;
+}
+
+export interface DistributionView {
+  id: string;
+  image: string;
+  manifestDigest: string;
+  platform: string | null;
+  status: JobStatus;
+  target: Target;
+  layers: { digest: string; size: number }[];
+  createdAt: string;
+  finishedAt: string | null;
+  progress: {
+    hosts: number;
+    hostsByStatus: Record<HostJobStatus, number>;
+    bytesDone: number;
+    bytesTotal: number;
+    /** 0..1 over all hosts. */
+    fraction: number;
+    bytesBySource: BytesBySource;
+  };
+  /** Live hosts well behind the others (below half the median progress), slowest first. */
+  stragglers: string[];
+  hosts: HostProgress[];
+}
+
+/** What a host's heartbeat tells its agent to prefetch. */
+export interface Assignment {
+  id: string;
+  image: string;
+  layers: { digest: string; size: number }[];
+}
+
+export interface ProgressReport {
+  status: 'running' | 'completed' | 'failed';
+  bytesDone: number;
+  bytesBySource?: Partial<BytesBySource>;
+  error?: string;
+}
+
+interface JobRow {
+  id: string;
+  image: string;
+  manifest_digest: string;
+  platform: string | null;
+  layers: { digest: string; size: number }[] | string;
+  target: Target | string;
+  status: JobStatus;
+  created_at: Date | string;
+  finished_at: Date | string | null;
+}
+
+interface HostRow {
+  host_id: string;
+  status: HostJobStatus;
+  bytes_done: number;
+  bytes_peers: number;
+  bytes_edge: number;
+  bytes_center: number;
+  error: string | null;
+  updated_at: Date | string;
+}
+
+export class Distributions {
+  constructor(
+    private readonly db: Database,
+    private readonly fleet: Fleet,
+  ) {}
+
+  /** The hosts a target names; unknown hosts and empty zones are refused. */
+  async resolveTarget(target: Target): Promise<Host[]> {
+    const hosts = await this.fleet.list();
+    if ('all' in target) return hosts;
+    if ('zones' in target) {
+      const zones = new Set(target.zones);
+      const empty = [...zones].filter((zone) => !hosts.some((host) => host.zone === zone));
+      if (empty.length > 0) throw problems.notFound(`no hosts in zone(s) ${empty.join(', ')}`);
+      return hosts.filter((host) => zones.has(host.zone));
+    }
+    const byId = new Map(hosts.map((host) => [host.hostId, host]));
+    const unknown = target.hosts.filter((id) => !byId.has(id));
+    if (unknown.length > 0) throw problems.notFound(`unknown host(s) ${unknown.slice(0, 20).join(', ')}`);
+    return [...new Set(target.hosts)].map((id) => byId.get(id)!);
+  }
+
+  /**
+   * Creates a job for `hosts`, or returns the live job of the same manifest, platform and hosts
+   * (`created` false): a repeated request must not start a second deploy.
+   */
+  async create(job: {
+    image: string;
+    manifestDigest: string;
+    platform: string | undefined;
+    layers: { digest: string; size: number }[];
+    target: Target;
+    hosts: Host[];
+  }): Promise<{ view: DistributionView; created: boolean }> {
+    if (job.hosts.length === 0) throw problems.badRequest('the target names no hosts');
+    const hostIds = job.hosts.map((host) => host.hostId).sort();
+    const targetKey = createHash('sha256')
+      .update(JSON.stringify([job.platform ?? '', hostIds]))
+      .digest('hex');
+    const id = await this.db.transaction(async (tx) => {
+      // One creation at a time per manifest and host set: the duplicate check and the insert are atomic.
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${job.manifestDigest}:${targetKey}`]);
+      const live = await tx.query<{ id: string }>(
+        `SELECT id FROM distributions WHERE manifest_digest = $1 AND target_key = $2
+         AND status IN ('pending', 'running') ORDER BY created_at LIMIT 1`,
+        [job.manifestDigest, targetKey],
+      );
+      if (live[0]) return { id: live[0].id, created: false };
+      const rows = await tx.query<{ id: string }>(
+        `INSERT INTO distributions (image, manifest_digest, platform, layers, target, target_key)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+        [
+          job.image,
+          job.manifestDigest,
+          job.platform ?? null,
+          JSON.stringify(job.layers),
+          JSON.stringify(job.target),
+          targetKey,
+        ],
+      );
+      const created = rows[0]!.id;
+      for (let at = 0; at < hostIds.length; at += 500) {
+        const batch = hostIds.slice(at, at + 500);
+        await tx.query(
+          `INSERT INTO distribution_hosts (distribution_id, host_id)
+           SELECT $1, unnest($2::text[])`,
+          [created, batch],
+        );
+      }
+      return { id: created, created: true };
+    });
+    return { view: (await this.get(id.id))!, created: id.created };
+  }
+
+  async get(id: string): Promise<DistributionView | undefined> {
+    if (!UUID.test(id)) return undefined;
+    await this.failSilentHosts(id);
+    const jobs = await this.db.query<JobRow>('SELECT * FROM distributions WHERE id = $1', [id]);
+    const job = jobs[0];
+    if (!job) return undefined;
+    const rows = await this.db.query<HostRow>(
+      'SELECT * FROM distribution_hosts WHERE distribution_id = $1 ORDER BY host_id',
+      [id],
+    );
+    return this.view(job, rows, await this.fleet.list());
+  }
+
+  async list(filter: { status?: JobStatus } = {}): Promise<DistributionView[]> {
+    const jobs = filter.status
+      ? await this.db.query<{ id: string }>(
+          'SELECT id FROM distributions WHERE status = $1 ORDER BY created_at DESC LIMIT 100',
+          [filter.status],
+        )
+      : await this.db.query<{ id: string }>(
+          'SELECT id FROM distributions ORDER BY created_at DESC LIMIT 100',
+        );
+    const views: DistributionView[] = [];
+    for (const { id } of jobs) {
+      const view = await this.get(id);
+      if (view) views.push(view);
+    }
+    return views;
+  }
+
+  async cancel(id: string): Promise<DistributionView | undefined> {
+    if (!UUID.test(id)) return undefined;
+    await this.db.transaction(async (tx) => {
+      const rows = await tx.query(
+        `UPDATE distributions SET status = 'cancelled', updated_at = CURRENT_TIMESTAMP,
+           finished_at = CURRENT_TIMESTAMP WHERE id = $1 AND status IN ('pending', 'running') RETURNING id`,
+        [id],
+      );
+      if (rows.length > 0) {
+        await tx.query(
+          `UPDATE distribution_hosts SET status = 'cancelled', updated_at = CURRENT_TIMESTAMP
+           WHERE distribution_id = $1 AND status IN ('pending', 'running')`,
+          [id],
+        );
+      }
+    });
+    return this.get(id);
+  }
+
+  /** The live jobs a host has yet to finish: what its heartbeat answer carries. */
+  async assignmentsFor(hostId: string): Promise<Assignment[]> {
+    const rows = await this.db.query<{ id: string; image: string; layers: JobRow['layers'] }>(
+      `SELECT d.id, d.image, d.layers FROM distribution_hosts h JOIN distributions d ON d.id = h.distribution_id
+       WHERE h.host_id = $1 AND h.status IN ('pending', 'running') AND d.status IN ('pending', 'running')
+       ORDER BY d.created_at`,
+      [hostId],
+    );
+    return rows.map((row) => ({ id: row.id, image: row.image, layers: json(row.layers) }));
+  }
+
+  /** Records a host's progress; resolves to the job's status (a cancelled job tells the agent to stop). */
+  async report(id: string, hostId: string, report: ProgressReport): Promise<JobStatus> {
+    if (!UUID.test(id)) throw problems.notFound(`distribution ${id}`);
+    return this.db.transaction(async (tx) => {
+      const jobs = await tx.query<{ status: JobStatus }>(
+        'SELECT status FROM distributions WHERE id = $1 FOR UPDATE',
+        [id],
+      );
+      const job = jobs[0];
+      if (!job) throw problems.notFound(`distribution ${id}`);
+      if (!LIVE.includes(job.status)) return job.status;
+      const bytes = report.bytesBySource ?? {};
+      const updated = await tx.query(
+        `UPDATE distribution_hosts SET status = $3, bytes_done = $4,
+           bytes_peers = $5, bytes_edge = $6, bytes_center = $7, error = $8,
+           started_at = COALESCE(started_at, CURRENT_TIMESTAMP), updated_at = CURRENT_TIMESTAMP
+         WHERE distribution_id = $1 AND host_id = $2 AND status IN ('pending', 'running')
+         RETURNING host_id`,
+        [
+          id,
+          hostId,
+          report.status,
+          report.bytesDone,
+          bytes.peers ?? 0,
+          bytes.edge ?? 0,
+          bytes.center ?? 0,
+          report.status === 'failed' ? (report.error ?? 'failed').slice(0, 2000) : null,
+        ],
+      );
+      if (updated.length === 0) {
+        const known = await tx.query(
+          'SELECT 1 FROM distribution_hosts WHERE distribution_id = $1 AND host_id = $2',
+          [id, hostId],
+        );
+        if (known.length === 0) throw problems.notFound(`host ${hostId} in distribution ${id}`);
+      }
+      return this.settle(tx, id);
+    });
+  }
+
+  /** Hosts that went offline while running a job fail for it; the others are unaffected. */
+  private async failSilentHosts(id: string): Promise<void> {
+    const offline = (await this.fleet.list({ state: 'offline' })).map((host) => host.hostId);
+    if (offline.length === 0) return;
+    await this.db.transaction(async (tx) => {
+      const failed = await tx.query(
+        `UPDATE distribution_hosts SET status = 'failed', error = 'host went offline', updated_at = CURRENT_TIMESTAMP
+         WHERE distribution_id = $1 AND status = 'running' AND host_id = ANY($2::text[])
+         AND EXISTS (SELECT 1 FROM distributions WHERE id = $1 AND status IN ('pending', 'running'))
+         RETURNING host_id`,
+        [id, offline],
+      );
+      if (failed.length > 0) await this.settle(tx, id);
+    });
+  }
+
+  /** Derives and stores a live job's status from its hosts'. */
+  private async settle(tx: Queryable, id: string): Promise<JobStatus> {
+    const counts = await tx.query<{ status: HostJobStatus; count: number }>(
+      'SELECT status, COUNT(*)::int AS count FROM distribution_hosts WHERE distribution_id = $1 GROUP BY status',
+      [id],
+    );
+    const by = (status: HostJobStatus) => counts.find((row) => row.status === status)?.count ?? 0;
+    const live = by('pending') + by('running');
+    const status: JobStatus =
+      live > 0
+        ? by('pending') === live && by('completed') + by('failed') === 0
+          ? 'pending'
+          : 'running'
+        : by('failed') > 0
+          ? 'failed'
+          : 'completed';
+    await tx.query(
+      `UPDATE distributions SET status = $2::text, updated_at = CURRENT_TIMESTAMP,
+         finished_at = CASE WHEN $2::text IN ('completed', 'failed') THEN CURRENT_TIMESTAMP ELSE NULL END
+       WHERE id = $1 AND status IN ('pending', 'running')`,
+      [id, status],
+    );
+    return status;
+  }
+
+  private view(job: JobRow, rows: HostRow[], fleet: Host[]): DistributionView {
+    const layers = json(job.layers);
+    const bytesTotal = layers.reduce((sum, layer) => sum + layer.size, 0);
+    const zones = new Map(fleet.map((host) => [host.hostId, host.zone]));
+    const hosts: HostProgress[] = rows.map((row) => ({
+      hostId: row.host_id,
+      zone: zones.get(row.host_id) ?? null,
+      status: row.status,
+      bytesDone: row.status === 'completed' ? bytesTotal : Math.min(Number(row.bytes_done), bytesTotal),
+      bytesTotal,
+      bytesBySource: {
+        peers: Number(row.bytes_peers),
+        edge: Number(row.bytes_edge),
+        center: Number(row.bytes_center),
+      },
+      error: row.error,
+      updatedAt: new Date(row.updated_at).toISOString(),
+    }));
+    const hostsByStatus = { pending: 0, running: 0, completed: 0, failed: 0, cancelled: 0 };
+    const bytesBySource = { peers: 0, edge: 0, center: 0 };
+    let bytesDone = 0;
+    for (const host of hosts) {
+      hostsByStatus[host.status]++;
+      bytesDone += host.bytesDone;
+      for (const source of ['peers', 'edge', 'center'] as const)
+        bytesBySource[source] += host.bytesBySource[source];
+    }
+    const allBytes = bytesTotal * hosts.length;
+    return {
+      id: job.id,
+      image: job.image,
+      manifestDigest: job.manifest_digest,
+      platform: job.platform,
+      status: job.status,
+      target: json(job.target),
+      layers,
+      createdAt: new Date(job.created_at).toISOString(),
+      finishedAt: job.finished_at ? new Date(job.finished_at).toISOString() : null,
+      progress: {
+        hosts: hosts.length,
+        hostsByStatus,
+        bytesDone,
+        bytesTotal: allBytes,
+        fraction: allBytes === 0 ? (LIVE.includes(job.status) ? 0 : 1) : bytesDone / allBytes,
+        bytesBySource,
+      },
+      stragglers: LIVE.includes(job.status) ? stragglers(hosts) : [],
+      hosts,
+    };
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function json<T>(value: T | string): T {
+  return typeof value === 'string' ? (JSON.parse(value) as T) : value;
+}
+
+/** Live hosts below half the median progress of all hosts, slowest first (none while all are at 0). */
+function stragglers(hosts: HostProgress[]): string[] {
+  const done = hosts.map((host) => host.bytesDone).sort((a, b) => a - b);
+  const median = done[Math.floor(done.length / 2)] ?? 0;
+  if (median === 0) return [];
+  return hosts
+    .filter((host) => (host.status === 'pending' || host.status === 'running') && host.bytesDone < median / 2)
+    .sort((a, b) => a.bytesDone - b.bytesDone)
+    .map((host) => host.hostId);
+}

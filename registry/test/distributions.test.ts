@@ -1,0 +1,305 @@
+// Distribution jobs against a real registry and edge seeder: image resolution (every platform of an
+// index, or one), targets, the seeder warmed, agents' assignments through heartbeats, progress and
+// job status, duplicates, cancellation, a host that dies mid-job, and bad input.
+import t from 'tap';
+import { BACKENDS, freeUdpAndTcpPort, provisionBackend, startRegistry } from '../../test/support/backends.ts';
+import { pushImage, putManifest } from '../../test/support/oci.ts';
+import { eventually, status as seederStatus, startSeeder } from '../../test/support/seeder.ts';
+
+interface Job {
+  id: string;
+  status: string;
+  image: string;
+  manifestDigest: string;
+  layers: { digest: string; size: number }[];
+  progress: {
+    hosts: number;
+    hostsByStatus: Record<string, number>;
+    bytesDone: number;
+    bytesTotal: number;
+    fraction: number;
+    bytesBySource: { peers: number; edge: number; center: number };
+  };
+  stragglers: string[];
+  hosts: { hostId: string; zone: string; status: string; bytesDone: number; error: string | null }[];
+  finishedAt: string | null;
+  warming?: { zone: string; job?: string; error?: string }[];
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: the API's JSON answers, of many shapes
+async function call(url: string, method: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const response = await fetch(url, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : undefined };
+}
+
+async function register(api: string, hostId: string, zone: string): Promise<void> {
+  const { status } = await call(`${api}/hosts`, 'POST', {
+    hostId,
+    zone,
+    address: `http://${hostId}.test:5001`,
+    cacheCapacityBytes: 1 << 30,
+  });
+  if (status !== 200) throw new Error(`register ${hostId}: ${status}`);
+}
+
+/** An index of two platforms: amd64 with two layers, arm64 with one. */
+async function pushMultiPlatform(registry: string, name: string) {
+  const amd64 = await pushImage(registry, name, 'amd64', [300_000, 200_000]);
+  const arm64 = await pushImage(registry, name, 'arm64', [100_000]);
+  const index = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [
+      { image: amd64, architecture: 'amd64' },
+      { image: arm64, architecture: 'arm64' },
+    ].map(({ image, architecture }) => ({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: image.manifestDigest,
+      size: image.manifestBytes.length,
+      platform: { os: 'linux', architecture },
+    })),
+  };
+  const pushed = await putManifest(registry, name, 'multi', index, index.mediaType);
+  if (pushed.response.status !== 201) throw new Error(`index push: ${pushed.response.status}`);
+  const blobsOf = (image: typeof amd64) => [
+    image.config.digest,
+    ...image.layers.map((layer) => layer.digest),
+  ];
+  return { index: pushed.digest, amd64: blobsOf(amd64), arm64: blobsOf(arm64) };
+}
+
+for (const backend of BACKENDS) {
+  t.test(`${backend}: a mass deploy from creation to completion`, async (t) => {
+    const resources = await provisionBackend(t, backend);
+    const port = await freeUdpAndTcpPort();
+    const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: `http://127.0.0.1:${port}` });
+    const registry = await startRegistry(t, resources, {
+      ZEDGE_REGISTRY_LISTEN: `127.0.0.1:${port}`,
+      ZEDGE_SEEDERS: `zone-a=${seeder.url}`,
+    });
+    const api = `${registry.url}/api/v1`;
+    const image = await pushMultiPlatform(registry.url, 'dist/app');
+    await register(api, 'h1', 'zone-a');
+    await register(api, 'h2', 'zone-a');
+    await register(api, 'h3', 'zone-b');
+
+    const created = await call(`${api}/distributions`, 'POST', {
+      image: 'dist/app:multi',
+      zones: ['zone-a'],
+    });
+    t.equal(created.status, 201);
+    const job = created.body as Job;
+    t.match(job, { status: 'pending', image: 'dist/app:multi', manifestDigest: image.index });
+    t.same(
+      job.layers.map((layer) => layer.digest).sort(),
+      [...new Set([...image.amd64, ...image.arm64])].sort(),
+      'every platform of the index',
+    );
+    t.same(
+      job.hosts.map((host) => [host.hostId, host.zone, host.status]),
+      [
+        ['h1', 'zone-a', 'pending'],
+        ['h2', 'zone-a', 'pending'],
+      ],
+    );
+    t.match(job.warming, [{ zone: 'zone-a', job: /^[0-9a-f-]{36}$/ }], "zone-a's seeder was asked to warm");
+    await eventually(async () => {
+      const cached = new Set((await seederStatus(seeder.url)).layers.map((layer) => layer.digest));
+      return job.layers.every((layer) => cached.has(layer.digest));
+    });
+    t.pass('the seeder warmed every layer');
+
+    const again = await call(`${api}/distributions`, 'POST', { image: 'dist/app:multi', zones: ['zone-a'] });
+    t.equal(again.status, 200, 'a duplicate returns the live job');
+    t.equal(again.body.id, job.id);
+    const byHosts = await call(`${api}/distributions`, 'POST', {
+      image: `dist/app@${image.index}`,
+      hosts: ['h2', 'h1'],
+    });
+    t.equal(byHosts.body.id, job.id, 'the same image and hosts named otherwise is the same job');
+
+    const arm = await call(`${api}/distributions`, 'POST', {
+      image: 'dist/app:multi',
+      platform: 'linux/arm64',
+      hosts: ['h3'],
+    });
+    t.equal(arm.status, 201);
+    t.same(
+      (arm.body as Job).layers.map((layer) => layer.digest).sort(),
+      [...image.arm64].sort(),
+      'one platform',
+    );
+
+    // Agents learn of their jobs from their heartbeats.
+    const beat = await call(`${api}/hosts/h1/heartbeat`, 'PUT', {});
+    t.same(
+      beat.body.jobs.map((assignment: { id: string }) => assignment.id),
+      [job.id],
+    );
+    t.equal(beat.body.jobs[0].layers.length, job.layers.length);
+    t.same(
+      (await call(`${api}/hosts/h3/heartbeat`, 'PUT', {})).body.jobs.map(
+        (assignment: { id: string }) => assignment.id,
+      ),
+      [arm.body.id],
+    );
+
+    const total = job.layers.reduce((sum, layer) => sum + layer.size, 0);
+    const report = (hostId: string, body: unknown) =>
+      call(`${api}/distributions/${job.id}/hosts/${hostId}`, 'PUT', body);
+    t.same(
+      (await report('h1', { status: 'running', bytesDone: 1000, bytesBySource: { peers: 600, edge: 400 } }))
+        .body,
+      {
+        status: 'running',
+      },
+    );
+    await report('h2', { status: 'running', bytesDone: 100_000, bytesBySource: { edge: 100_000 } });
+    let view = (await call(`${api}/distributions/${job.id}`, 'GET')).body as Job;
+    t.match(view, { status: 'running', progress: { hostsByStatus: { running: 2 }, bytesDone: 101_000 } });
+    t.same(view.stragglers, ['h1'], 'h1 is far behind h2');
+    await report('h1', {
+      status: 'completed',
+      bytesDone: total,
+      bytesBySource: { peers: total - 400, edge: 400 },
+    });
+    await report('h2', {
+      status: 'failed',
+      bytesDone: 100_000,
+      bytesBySource: { edge: 100_000 },
+      error: 'disk full',
+    });
+    view = (await call(`${api}/distributions/${job.id}`, 'GET')).body as Job;
+    t.match(view, {
+      status: 'failed',
+      progress: {
+        hostsByStatus: { completed: 1, failed: 1 },
+        bytesBySource: { peers: total - 400, edge: 100_400, center: 0 },
+      },
+      stragglers: [],
+    });
+    t.ok(view.finishedAt, 'finished');
+    t.match(
+      view.hosts.find((host) => host.hostId === 'h2'),
+      { status: 'failed', error: 'disk full' },
+    );
+    t.same(
+      (await call(`${api}/hosts/h1/heartbeat`, 'PUT', {})).body.jobs,
+      [],
+      'an ended job is no longer assigned',
+    );
+    t.equal(
+      (await report('h1', { status: 'running', bytesDone: 0 })).body.status,
+      'failed',
+      'reports after the end change nothing',
+    );
+
+    // Cancelling.
+    const all = await call(`${api}/distributions`, 'POST', { image: 'dist/app:amd64', all: true });
+    t.equal(all.body.progress.hosts, 3);
+    const cancelled = await call(`${api}/distributions/${all.body.id}`, 'DELETE');
+    t.match(cancelled.body, { status: 'cancelled', progress: { hostsByStatus: { cancelled: 3 } } });
+    t.notOk(
+      (await call(`${api}/hosts/h2/heartbeat`, 'PUT', {})).body.jobs.some(
+        (assignment: { id: string }) => assignment.id === all.body.id,
+      ),
+      'a cancelled job is no longer assigned',
+    );
+    t.equal(
+      (await call(`${api}/distributions/${all.body.id}/hosts/h2`, 'PUT', { status: 'running', bytesDone: 5 }))
+        .body.status,
+      'cancelled',
+      'the agent learns of the cancellation from its report',
+    );
+    const listed = await call(`${api}/distributions?status=cancelled`, 'GET');
+    t.same(
+      listed.body.distributions.map((entry: Job) => entry.id),
+      [all.body.id],
+    );
+    // The seeder first: while it runs, its connections to the center hold up the registry's close.
+    await seeder.close();
+  });
+}
+
+t.test('a host that dies mid-job fails for it; the others are unaffected', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const registry = await startRegistry(t, resources, { ZEDGE_HEARTBEAT_SECONDS: '1' });
+  const api = `${registry.url}/api/v1`;
+  await pushImage(registry.url, 'dist/one', 'v1', [50_000]);
+  await register(api, 'alive', 'z');
+  await register(api, 'dying', 'z');
+  const job = (await call(`${api}/distributions`, 'POST', { image: 'dist/one:v1', zones: ['z'] }))
+    .body as Job;
+  await call(`${api}/distributions/${job.id}/hosts/dying`, 'PUT', { status: 'running', bytesDone: 10 });
+  await call(`${api}/distributions/${job.id}/hosts/alive`, 'PUT', { status: 'running', bytesDone: 10 });
+  const deadline = Date.now() + 4000;
+  while (Date.now() < deadline) {
+    await call(`${api}/hosts/alive/heartbeat`, 'PUT', {});
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+  const view = (await call(`${api}/distributions/${job.id}`, 'GET')).body as Job;
+  t.match(view.hosts, [
+    { hostId: 'alive', status: 'running' },
+    { hostId: 'dying', status: 'failed', error: 'host went offline' },
+  ]);
+  t.equal(view.status, 'running');
+  await call(`${api}/distributions/${job.id}/hosts/alive`, 'PUT', { status: 'completed', bytesDone: 50_000 });
+  t.equal((await call(`${api}/distributions/${job.id}`, 'GET')).body.status, 'failed');
+});
+
+t.test('bad input to the distributions API gets problem documents', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const registry = await startRegistry(t, resources);
+  const api = `${registry.url}/api/v1`;
+  await pushImage(registry.url, 'dist/bad', 'v1', [1000]);
+  await register(api, 'h1', 'z');
+  const cases: [string, string, string, unknown, number][] = [
+    ['malformed JSON', 'POST', '/distributions', '{"image":', 400],
+    ['no image', 'POST', '/distributions', { all: true }, 400],
+    ['no target', 'POST', '/distributions', { image: 'dist/bad:v1' }, 400],
+    ['two targets', 'POST', '/distributions', { image: 'dist/bad:v1', all: true, zones: ['z'] }, 400],
+    ['zero hosts', 'POST', '/distributions', { image: 'dist/bad:v1', hosts: [] }, 400],
+    ['a bad image reference', 'POST', '/distributions', { image: 'Dist/Bad', all: true }, 400],
+    ['an unknown image', 'POST', '/distributions', { image: 'dist/none:v1', all: true }, 404],
+    ['an unknown tag', 'POST', '/distributions', { image: 'dist/bad:v2', all: true }, 404],
+    [
+      'an unknown platform',
+      'POST',
+      '/distributions',
+      { image: 'dist/bad:v1', platform: 'linux/s390x', all: true },
+      201,
+    ],
+    ['unknown hosts', 'POST', '/distributions', { image: 'dist/bad:v1', hosts: ['h1', 'ghost'] }, 404],
+    ['an empty zone', 'POST', '/distributions', { image: 'dist/bad:v1', zones: ['nowhere'] }, 404],
+    ['all: false', 'POST', '/distributions', { image: 'dist/bad:v1', all: false }, 400],
+    ['an unknown job', 'GET', '/distributions/00000000-0000-0000-0000-000000000000', undefined, 404],
+    ['a malformed job id', 'GET', '/distributions/nope', undefined, 404],
+    ['cancelling an unknown job', 'DELETE', '/distributions/nope', undefined, 404],
+    [
+      'a report for an unknown job',
+      'PUT',
+      '/distributions/nope/hosts/h1',
+      { status: 'running', bytesDone: 1 },
+      404,
+    ],
+    ['a bad status filter', 'GET', '/distributions?status=done', undefined, 400],
+  ];
+  for (const [what, method, path, body, status] of cases) {
+    const response = await call(`${api}${path}`, method, body);
+    t.equal(response.status, status, what);
+  }
+  const job = (await call(`${api}/distributions`, 'POST', { image: 'dist/bad:v1', all: true })).body as Job;
+  for (const [what, hostId, body] of [
+    ['a host not in the job', 'h9', { status: 'running', bytesDone: 1 }],
+    ['a bad report', 'h1', { status: 'done', bytesDone: -1 }],
+  ] as const) {
+    const response = await call(`${api}/distributions/${job.id}/hosts/${hostId}`, 'PUT', body);
+    t.ok(response.status === 404 || response.status === 400, `${what}: ${response.status}`);
+    t.equal(typeof response.body.detail, 'string');
+  }
+});
