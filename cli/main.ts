@@ -1,6 +1,8 @@
 // The zedge-p2p command: one binary, a subcommand per role. Settings come from the environment
 // (see the README); flags override them.
 import { Command } from 'commander';
+import { agentConfig } from '../agent/config.ts';
+import { createAgent } from '../agent/server.ts';
 import { createRegistry } from '../registry/server.ts';
 import { seederConfig } from '../seeder/config.ts';
 import { createSeeder } from '../seeder/server.ts';
@@ -31,7 +33,7 @@ interface Service {
   close(): Promise<void>;
 }
 
-type Role = 'registry' | 'tracker' | 'seeder';
+type Role = 'registry' | 'tracker' | 'seeder' | 'agent';
 
 /** Builds one role, listens, and logs where it serves and on what it stands. */
 const starters: Record<Role, (log: Logger) => Promise<Service>> = {
@@ -72,7 +74,25 @@ const starters: Record<Role, (log: Logger) => Promise<Service>> = {
       },
       'seeder ready',
     );
+    // An agent started beside this seeder uses it as its zone's edge.
+    process.env.ZEDGE_AGENT_EDGE_URL ??= url;
     return seeder;
+  },
+  async agent(log) {
+    const config = agentConfig();
+    const agent = await createAgent(config, log);
+    const url = await agent.listen();
+    log.info(
+      {
+        url,
+        zone: config.zone,
+        torrentPort: agent.context.swarm.port,
+        center: config.centerUrl,
+        edge: config.edgeUrl ?? 'none',
+      },
+      'agent ready',
+    );
+    return agent;
   },
 };
 
@@ -169,6 +189,39 @@ program
     return run('seeder', ['seeder']);
   });
 
+interface AgentFlags {
+  listen?: string;
+  zone?: string;
+  registry?: string;
+  edge?: string;
+  cacheDir?: string;
+  cacheBytes?: string;
+}
+
+program
+  .command('agent')
+  .description(
+    'run the host agent: a pull-only OCI mirror whose layers come from peers, the edge, then the center',
+  )
+  .option('--listen <host:port>', 'HTTP address (ZEDGE_AGENT_LISTEN, default 127.0.0.1:5001)')
+  .option('--zone <zone>', 'this host\'s zone (ZEDGE_AGENT_ZONE, default "default")')
+  .option('--registry <url>', 'the center registry (ZEDGE_REGISTRY_URL, default http://127.0.0.1:5000)')
+  .option('--edge <url>', "the zone's edge seeder (ZEDGE_AGENT_EDGE_URL)")
+  .option('--cache-dir <dir>', 'layer cache directory (ZEDGE_AGENT_CACHE_DIR)')
+  .option('--cache-bytes <bytes>', 'cache capacity in bytes (ZEDGE_AGENT_CACHE_BYTES, default 10 GiB)')
+  .action((flags: AgentFlags) => {
+    const variables: [keyof AgentFlags, string][] = [
+      ['listen', 'ZEDGE_AGENT_LISTEN'],
+      ['zone', 'ZEDGE_AGENT_ZONE'],
+      ['registry', 'ZEDGE_REGISTRY_URL'],
+      ['edge', 'ZEDGE_AGENT_EDGE_URL'],
+      ['cacheDir', 'ZEDGE_AGENT_CACHE_DIR'],
+      ['cacheBytes', 'ZEDGE_AGENT_CACHE_BYTES'],
+    ];
+    for (const [flag, variable] of variables) if (flags[flag]) process.env[variable] = flags[flag];
+    return run('agent', ['agent']);
+  });
+
 program
   .command('start')
   .description('run every service in one process with embedded defaults (directory store, PGlite)')
@@ -176,7 +229,7 @@ program
   .option('--data-dir <dir>', 'data directory (ZEDGE_DATA_DIR, default ./.data)')
   .action((flags: ServeFlags) => {
     applyFlags(flags);
-    return run('zedge-p2p', ['registry', 'tracker', 'seeder']);
+    return run('zedge-p2p', ['registry', 'tracker', 'seeder', 'agent']);
   });
 
 program.parseAsync().catch((error) => {

@@ -1,8 +1,8 @@
 // What the seeder's routes share: configuration and services, built once per process.
 import type { BlobStore } from '../shared/blobstore/index.ts';
+import type { CenterClient } from '../shared/center-client.ts';
 import type { HashPool } from '../shared/hashing/pool.ts';
-import type { LayerCache } from './cache.ts';
-import type { CenterClient } from './center.ts';
+import type { LayerCache } from '../shared/layer-cache.ts';
 import type { SeederConfig } from './config.ts';
 import type { Fetcher } from './fetcher.ts';
 import type { Layers } from './layers.ts';

@@ -2,28 +2,14 @@
 // A fetch writes the layer to a partial file that readers can follow while it grows, checks its
 // sha256 (in the hashing pool's workers) once complete, and only then makes it a cache entry; a
 // layer that does not match its digest is deleted, reported and never served whole or seeded.
-import { EventEmitter } from 'node:events';
 import { type FileHandle, open } from 'node:fs/promises';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, parseDigest } from '../shared/digest.ts';
 import type { HashPool } from '../shared/hashing/pool.ts';
-import type { LayerCache, Reservation } from './cache.ts';
-import type { LayerFile } from './transfer.ts';
+import type { LayerCache, Reservation } from '../shared/layer-cache.ts';
+import { DigestMismatchError, Flight } from '../shared/layer-flight.ts';
 import { type SourceName, UpstreamError, type UpstreamLadder } from './upstream.ts';
-
-export type FlightState = 'fetching' | 'verifying' | 'cached' | 'failed';
-
-/** The fetched bytes do not hash to the layer's digest. */
-export class DigestMismatchError extends Error {
-  constructor(
-    readonly digest: Digest,
-    readonly actual: string,
-  ) {
-    super(`layer ${digest} from upstream hashes to ${actual}: discarded`);
-    this.name = 'DigestMismatchError';
-  }
-}
 
 export interface FetcherHooks {
   onUpstreamBytes?(source: SourceName, bytes: number): void;
@@ -37,102 +23,10 @@ export interface FetcherOptions {
   idleTimeoutMs?: number;
 }
 
-/** One layer's fetch from upstream into the cache. */
-export class Flight {
-  state: FlightState = 'fetching';
-  size: number | undefined;
-  written = 0;
-  source: SourceName | undefined;
-  error: Error | undefined;
-  readonly startedAt = Date.now();
-  /** Resolves once the size is known and the partial file can be read; rejects when the fetch fails first. */
-  readonly started: Promise<void>;
-  /** Resolves once the layer is cached; rejects with the reason it failed. */
-  readonly done: Promise<void>;
-  private readonly events = new EventEmitter();
-  private handle: FileHandle | undefined;
-  // Holders of the partial file: the fetch itself and every reader. The file closes with the last.
-  private holders = 1;
-  private unpin: (() => void) | undefined;
-
-  constructor(readonly digest: Digest) {
-    this.events.setMaxListeners(0);
-    let markStarted!: () => void;
-    let failStart!: (error: Error) => void;
-    this.started = new Promise<void>((resolve, reject) => {
-      markStarted = resolve;
-      failStart = reject;
-    });
-    this.done = new Promise<void>((resolve, reject) => {
-      this.events.once('settled', () => (this.error ? reject(this.error) : resolve()));
-    });
-    // Callers that only look at the state must not see unhandled rejections.
-    this.started.catch(() => {});
-    this.done.catch(() => {});
-    this.events.once('started', markStarted);
-    this.events.once('settled', () => this.error && failStart(this.error));
-  }
-
-  /** A reader of the partial file, following it as it grows; undefined before start() or after failure. */
-  read(): LayerFile | undefined {
-    const handle = this.handle;
-    const size = this.size;
-    if (!handle || size === undefined || this.state === 'failed' || this.holders === 0) return undefined;
-    this.holders++;
-    let released = false;
-    return {
-      digest: this.digest,
-      size,
-      handle,
-      // The last byte is held back until the layer is verified: a reader of the whole layer then
-      // cannot finish cleanly on bytes that turn out to be wrong.
-      readable: () => (this.state === 'cached' ? size : Math.min(this.written, size - 1)),
-      failure: () => this.error,
-      changed: () => new Promise<void>((resolve) => this.events.once('change', resolve)),
-      release: () => {
-        if (released) return;
-        released = true;
-        this.drop();
-      },
-    };
-  }
-
-  /** @internal */
-  begin(size: number, source: SourceName, handle: FileHandle): void {
-    this.size = size;
-    this.source = source;
-    this.handle = handle;
-    this.events.emit('started');
-    this.events.emit('change');
-  }
-
-  /** @internal */
-  progress(bytes: number): void {
-    this.written += bytes;
-    this.events.emit('change');
-  }
-
-  /** @internal */
-  settle(state: 'cached' | 'failed', error?: Error, unpin?: () => void): void {
-    this.state = state;
-    this.error = error;
-    this.unpin = unpin;
-    this.events.emit('change');
-    this.events.emit('settled');
-    this.drop();
-  }
-
-  private drop(): void {
-    if (--this.holders > 0) return;
-    this.unpin?.();
-    this.handle?.close().catch(() => {});
-  }
-}
-
 export class Fetcher {
-  private readonly flights = new Map<Digest, Flight>();
+  private readonly flights = new Map<Digest, Flight<SourceName>>();
   // How to cut each running fetch's upstream body, for close().
-  private readonly aborts = new Map<Flight, (error: Error) => void>();
+  private readonly aborts = new Map<Flight<SourceName>, (error: Error) => void>();
   private readonly idleTimeoutMs: number;
   private closed = false;
 
@@ -147,21 +41,21 @@ export class Fetcher {
   }
 
   /** The layer's fetch in progress, started now unless one is running. The caller checks the cache first. */
-  fetch(digest: Digest): Flight {
+  fetch(digest: Digest): Flight<SourceName> {
     const running = this.flights.get(digest);
     if (running) return running;
     if (this.closed) throw new Error('seeder is closing');
-    const flight = new Flight(digest);
+    const flight = new Flight<SourceName>(digest);
     this.flights.set(digest, flight);
     void this.run(flight);
     return flight;
   }
 
-  get(digest: Digest): Flight | undefined {
+  get(digest: Digest): Flight<SourceName> | undefined {
     return this.flights.get(digest);
   }
 
-  list(): Flight[] {
+  list(): Flight<SourceName>[] {
     return [...this.flights.values()];
   }
 
@@ -173,7 +67,7 @@ export class Fetcher {
     await Promise.allSettled(running.map((flight) => flight.done));
   }
 
-  private async run(flight: Flight): Promise<void> {
+  private async run(flight: Flight<SourceName>): Promise<void> {
     const { digest } = flight;
     let reservation: Reservation | undefined;
     let handle: FileHandle | undefined;
@@ -220,7 +114,7 @@ export class Fetcher {
 
   /** Streams the upstream body into the partial file; writes gather whatever arrived meanwhile. */
   private async copy(
-    flight: Flight,
+    flight: Flight<SourceName>,
     body: Readable,
     handle: FileHandle,
     size: number,

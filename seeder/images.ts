@@ -1,11 +1,12 @@
 // Image references resolved to the layers a warm job fetches, through the center's /v2 API: every
 // platform of an index, each manifest's config and distributable layers.
+
+import { type CenterClient, CenterError } from '../shared/center-client.ts';
 import { type Digest, isDigest, parseDigest, sha256Digest } from '../shared/digest.ts';
 import { problems } from '../shared/errors.ts';
 import { formatImageReference, type ImageReference } from '../shared/image-reference.ts';
 import { type ParsedManifest, parseManifest, requiredBlobs } from '../shared/manifests.ts';
 import { MANIFEST_MEDIA_TYPES } from '../shared/media-types.ts';
-import { type CenterClient, CenterError } from './center.ts';
 
 const ACCEPT = [...MANIFEST_MEDIA_TYPES].join(', ');
 // The distribution registry's own cap on manifests.

@@ -1,12 +1,12 @@
 // The read-through edge cache: a layer is served from the cache when it is there, else from its fetch
 // in progress (started now if none runs), the caller following the partial file as it grows.
-import { open } from 'node:fs/promises';
 import type { Digest } from '../shared/digest.ts';
-import type { LayerCache } from './cache.ts';
-import type { Fetcher, Flight } from './fetcher.ts';
+import type { LayerCache } from '../shared/layer-cache.ts';
+import type { Flight } from '../shared/layer-flight.ts';
+import { type LayerFile, openCachedLayer } from '../shared/layer-transfer.ts';
+import type { Fetcher } from './fetcher.ts';
 import type { SeederMetrics } from './metrics.ts';
 import type { Seeding } from './seeding.ts';
-import type { LayerFile } from './transfer.ts';
 import type { WarmTarget } from './warm.ts';
 
 export class Layers implements WarmTarget {
@@ -51,32 +51,10 @@ export class Layers implements WarmTarget {
   }
 
   private async openCached(digest: Digest): Promise<LayerFile | undefined> {
-    const entry = this.cache.get(digest);
-    const unpin = this.cache.pin(digest);
-    if (!entry || !unpin) return undefined;
-    const handle = await open(this.cache.pathOf(digest), 'r').catch(() => undefined);
-    if (!handle) {
-      // Removed behind the cache's back: forget it and fetch it again.
-      unpin();
-      await this.cache.remove(digest);
-      return undefined;
-    }
+    const file = await openCachedLayer(this.cache, digest);
+    if (!file) return undefined;
     this.metrics.lookups.inc({ result: 'hit' });
-    void this.seeding.seed(digest, entry.size);
-    let released = false;
-    return {
-      digest,
-      size: entry.size,
-      handle,
-      readable: () => entry.size,
-      failure: () => undefined,
-      changed: () => new Promise<void>(() => {}),
-      release: () => {
-        if (released) return;
-        released = true;
-        unpin();
-        handle.close().catch(() => {});
-      },
-    };
+    void this.seeding.seed(digest, file.size);
+    return file;
   }
 }

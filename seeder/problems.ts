@@ -1,7 +1,7 @@
 // How the seeder's failures look to HTTP clients: RFC 9457 problem documents with stable types.
 import { OciError, ProblemError, problems } from '../shared/errors.ts';
-import { CacheFullError } from './cache.ts';
-import { DigestMismatchError } from './fetcher.ts';
+import { CacheFullError } from '../shared/layer-cache.ts';
+import { DigestMismatchError } from '../shared/layer-flight.ts';
 import { UpstreamError, UpstreamNotFoundError } from './upstream.ts';
 
 export function toProblem(error: unknown): ProblemError {

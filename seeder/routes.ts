@@ -4,13 +4,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Digest, parseDigest } from '../shared/digest.ts';
 import { OciError, problems } from '../shared/errors.ts';
-import { parseRange } from '../shared/http-range.ts';
 import { type ImageReference, parseImageReference } from '../shared/image-reference.ts';
-import { MediaTypes } from '../shared/media-types.ts';
+import { sendLayerFile } from '../shared/layer-response.ts';
 import type { SeederContext } from './context.ts';
 import { imageBlobs } from './images.ts';
 import { toProblem } from './problems.ts';
-import { copyRange } from './transfer.ts';
 
 export async function seederRoutes(app: FastifyInstance, context: SeederContext): Promise<void> {
   app.setErrorHandler((error, request, reply) => {
@@ -123,42 +121,8 @@ async function sendLayer(
   reply: FastifyReply,
 ): Promise<FastifyReply> {
   const file = await context.layers.open(digest);
-  let range: { start: number; end: number } | undefined;
-  try {
-    range = parseRange(request.headers.range, file.size);
-  } catch (error) {
-    file.release();
-    throw error;
-  }
-  const start = range?.start ?? 0;
-  const end = range?.end ?? file.size - 1;
-  reply
-    .header('Docker-Content-Digest', digest)
-    .header('Accept-Ranges', 'bytes')
-    .header('ETag', `"${digest}"`)
-    .header('Content-Type', MediaTypes.octetStream)
-    .header('Content-Length', end - start + 1);
-  if (range) reply.code(206).header('Content-Range', `bytes ${start}-${end}/${file.size}`);
-  if (request.method === 'HEAD') {
-    file.release();
-    return reply.send();
-  }
-  // From here the response is written by hand, straight from the layer file through recycled
-  // buffers. A failure midway (the fetch turned out corrupt, the upstream died) can only cut the
-  // connection: the caller then sees a short body, never a clean end on wrong bytes.
-  reply.hijack();
-  reply.raw.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>);
-  copyRange(file, start, end, reply.raw, (bytes) => {
+  return sendLayerFile(file, request, reply, (bytes) => {
     context.counters.httpBytes += bytes;
     context.metrics.bytesServed.inc({ via: 'http' }, bytes);
-  })
-    .then(
-      () => reply.raw.end(),
-      (error) => {
-        request.log.warn({ err: error, digest }, 'layer transfer cut short');
-        reply.raw.destroy();
-      },
-    )
-    .finally(() => file.release());
-  return reply;
+  });
 }

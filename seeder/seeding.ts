@@ -3,15 +3,13 @@
 // is kept beside the cache, so a restart seeds again without asking the center. Layers are added with
 // their verified file already in place and `skipVerify`, so webtorrent does not re-hash them.
 
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import bencode from 'bencode';
-import WebTorrent, { type Torrent } from 'webtorrent';
+import type WebTorrent from 'webtorrent';
+import type { Torrent } from 'webtorrent';
+import type { CenterClient } from '../shared/center-client.ts';
 import type { Digest } from '../shared/digest.ts';
 import type { Logger } from '../shared/logger.ts';
-import { DATACENTER_CLIENT_OPTIONS } from '../shared/torrent/client-options.ts';
-import { fileNameOf } from '../shared/torrent/metainfo.ts';
-import type { CenterClient } from './center.ts';
+import { startTorrentClient } from '../shared/torrent/client.ts';
+import { TorrentFiles } from '../shared/torrent/torrent-files.ts';
 
 export interface SeedingOptions {
   /** The cache's directory of layer files, named as in their torrents (`sha256-<hex>`). */
@@ -49,8 +47,6 @@ interface Seed {
 // A layer whose torrent could not be had (center down, torrent unknown) is tried again on its next
 // use, but not more often than this.
 const RETRY_FAILED_MS = 30_000;
-// 20 bytes a piece and about a thousand pieces: a torrent is tens of KiB; this leaves ample margin.
-const MAX_TORRENT_BYTES = 4 * 1024 * 1024;
 
 export class Seeding {
   private readonly seeds = new Map<Digest, Seed>();
@@ -64,28 +60,23 @@ export class Seeding {
   private constructor(
     private readonly client: WebTorrent,
     private readonly options: SeedingOptions,
+    private readonly torrents: TorrentFiles,
   ) {}
 
   static async start(options: SeedingOptions): Promise<Seeding> {
-    await mkdir(options.torrentsDir, { recursive: true });
-    const client = new WebTorrent({
-      ...DATACENTER_CLIENT_OPTIONS,
-      torrentPort: options.torrentPort,
-      // This client only ever seeds complete, verified layers: it has nothing to fetch from web seeds,
-      // and webtorrent would keep idle connections open to every web seed (the center) per torrent.
-      webSeeds: false,
-      tracker: { getAnnounceOpts: () => ({ zone: options.zone, role: 'edge' }) },
-    });
-    client.on('error', (error: Error) => options.log.warn({ err: error }, 'bittorrent client error'));
-    await new Promise<void>((resolve, reject) => {
-      if (client.listening) return resolve();
-      client.once('listening', resolve);
-      client.once('error', reject);
-    }).catch((error) => {
-      if (!client.destroyed) client.destroy();
-      throw error;
-    });
-    return new Seeding(client, options);
+    const torrents = new TorrentFiles(options.torrentsDir, options.center);
+    await torrents.open();
+    const client = await startTorrentClient(
+      {
+        torrentPort: options.torrentPort,
+        // This client only ever seeds complete, verified layers: it has nothing to fetch from web
+        // seeds, and webtorrent would keep idle connections open to every web seed (the center).
+        webSeeds: false,
+        tracker: { getAnnounceOpts: () => ({ zone: options.zone, role: 'edge' }) },
+      },
+      options.log,
+    );
+    return new Seeding(client, options, torrents);
   }
 
   /** The TCP port peers connect to. */
@@ -136,7 +127,7 @@ export class Seeding {
 
   private async start(digest: Digest, size: number, seed: Seed): Promise<void> {
     try {
-      const file = await this.torrentFile(digest, size);
+      const file = await this.torrents.get(digest, size, this.closing.signal);
       if (this.seeds.get(digest) !== seed || this.closing.signal.aborted) return; // evicted meanwhile
       const torrent = await new Promise<Torrent>((resolve, reject) => {
         const added = this.client.add(file, {
@@ -175,10 +166,7 @@ export class Seeding {
 
   /** Deletes kept torrents of layers no longer cached (evicted while seeding was not running). */
   async prune(cached: Set<Digest>): Promise<void> {
-    for (const name of await readdir(this.options.torrentsDir)) {
-      const digest = name.replace(/\.torrent$/, '').replace('-', ':') as Digest;
-      if (!cached.has(digest)) await rm(join(this.options.torrentsDir, name), { force: true });
-    }
+    await this.torrents.prune(cached);
   }
 
   /** Stops seeding a layer (it left the cache) and forgets its torrent. */
@@ -189,43 +177,12 @@ export class Seeding {
       this.uploadedBefore += seed.torrent.uploaded;
       seed.torrent.destroy();
     }
-    rm(this.torrentPath(digest), { force: true }).catch(() => {});
+    this.torrents.remove(digest).catch(() => {});
   }
 
   async close(): Promise<void> {
     this.closing.abort();
     await Promise.allSettled(this.pending);
     await new Promise<void>((resolve) => this.client.destroy(() => resolve()));
-  }
-
-  private torrentPath(digest: Digest): string {
-    return join(this.options.torrentsDir, `${fileNameOf(digest)}.torrent`);
-  }
-
-  /** The layer's torrent: kept from an earlier fetch, else from the center (and then kept). */
-  private async torrentFile(digest: Digest, size: number): Promise<Buffer> {
-    const path = this.torrentPath(digest);
-    const kept = await readFile(path).catch(() => undefined);
-    if (kept && this.matches(kept, digest, size)) return kept;
-    const { body: file } = await this.options.center.getBuffer(
-      `/api/v1/blobs/${digest}/torrent`,
-      MAX_TORRENT_BYTES,
-      this.closing.signal,
-    );
-    if (!this.matches(file, digest, size))
-      throw new Error(`the center's torrent for ${digest} does not describe this layer`);
-    await writeFile(path, file);
-    return file;
-  }
-
-  /** A torrent fits a cached layer when its single file has the layer's name and size. */
-  private matches(file: Buffer, digest: Digest, size: number): boolean {
-    try {
-      const torrent = bencode.decode(file) as { info?: { name?: Uint8Array; length?: number } };
-      const name = torrent.info?.name ? Buffer.from(torrent.info.name).toString('utf8') : undefined;
-      return name === fileNameOf(digest) && torrent.info?.length === size;
-    } catch {
-      return false;
-    }
   }
 }

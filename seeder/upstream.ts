@@ -3,8 +3,8 @@
 // the layer (or fails) hands over to the next.
 import type { Readable } from 'node:stream';
 import { BlobNotFoundError, type BlobStore } from '../shared/blobstore/index.ts';
+import type { CenterClient } from '../shared/center-client.ts';
 import type { Digest } from '../shared/digest.ts';
-import type { CenterClient } from './center.ts';
 
 export type SourceName = 'store' | 'center';
 

@@ -4,7 +4,7 @@
 // not wait in this queue, and both share one fetch per layer.
 import { randomUUID } from 'node:crypto';
 import type { Digest } from '../shared/digest.ts';
-import type { Flight } from './fetcher.ts';
+import type { Flight } from '../shared/layer-flight.ts';
 
 export type WarmLayerState = 'queued' | 'fetching' | 'cached' | 'failed';
 

@@ -43,7 +43,12 @@ declare module 'webtorrent' {
     readonly done: boolean;
     readonly ready: boolean;
     readonly destroyed: boolean;
+    readonly pieceLength: number;
+    /** Pieces this client has verified. */
+    readonly bitfield: { get(index: number): boolean };
     addPeer(peer: string): boolean;
+    /** Adds a BEP 19 web seed (an HTTP URL serving the whole file with Range). */
+    addWebSeed(url: string): void;
     destroy(options?: { destroyStore?: boolean }, callback?: (error?: Error) => void): void;
   }
 

@@ -22,20 +22,27 @@ t.test('zedge-p2p registry serves and shuts down on SIGTERM', async (t) => {
   t.equal(await cli.stop(), 0, 'clean exit');
 });
 
-t.test('zedge-p2p start runs registry, tracker and seeder wired together', async (t) => {
+t.test('zedge-p2p start runs registry, tracker, seeder and agent wired together', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'zedge-cli-'));
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
   const cli = await startCli(
     t,
     ['start', '--listen', '127.0.0.1:0', '--data-dir', dataDir],
-    ['registry', 'tracker', 'seeder'],
+    ['registry', 'tracker', 'seeder', 'agent'],
     {
       ZEDGE_TRACKER_LISTEN: `127.0.0.1:${await freeUdpAndTcpPort()}`,
       ZEDGE_SEEDER_LISTEN: '127.0.0.1:0',
       ZEDGE_SEEDER_TORRENT_PORT: '0',
+      ZEDGE_AGENT_LISTEN: '127.0.0.1:0',
+      ZEDGE_AGENT_TORRENT_PORT: '0',
     },
   );
-  const [registry, tracker, seeder] = [cli.urls.registry!, cli.urls.tracker!, cli.urls.seeder!];
+  const [registry, tracker, seeder, agent] = [
+    cli.urls.registry!,
+    cli.urls.tracker!,
+    cli.urls.seeder!,
+    cli.urls.agent!,
+  ];
   const blob = randomBlob(1024 * 1024 + 5);
   t.equal((await pushBlobMonolithic(registry, 'cli/start', blob.data)).status, 201);
 
@@ -61,7 +68,14 @@ t.test('zedge-p2p start runs registry, tracker and seeder wired together', async
     return body.swarms.find((swarm) => swarm.infoHash === infoHash && swarm.seeders === 1);
   });
   t.equal(stats.digest, blob.digest, 'the seeder announced the layer to the tracker');
-  t.equal(await cli.stop(), 0, 'clean exit of all three');
+  const pulled = await fetch(`${agent}/v2/cli/start/blobs/${blob.digest}`);
+  t.ok(Buffer.from(await pulled.arrayBuffer()).equals(blob.data), 'the agent serves the layer');
+  const agentStatus = (await (await fetch(`${agent}/api/v1/status`)).json()) as {
+    edge: string;
+    bytesBySource: { center: number };
+  };
+  t.equal(agentStatus.edge, seeder, "the agent uses the seeder as its zone's edge");
+  t.equal(await cli.stop(), 0, 'clean exit of all four');
 });
 
 t.test('a bad setting is a clear error, not a stack trace', async (t) => {

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Digest } from '../../shared/digest.ts';
+import { CacheFullError, LayerCache } from '../../shared/layer-cache.ts';
 import { sha256 } from '../../test/support/oci.ts';
-import { CacheFullError, LayerCache } from '../cache.ts';
 
 const digestOf = (name: string) => sha256(name) as Digest;
 

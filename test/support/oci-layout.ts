@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { imageManifest } from './oci.ts';
@@ -100,3 +100,9 @@ export async function skopeo(args: string[]): Promise<{ stdout: string; stderr: 
 }
 
 export const SKOPEO_COPY_FLAGS = ['--preserve-digests', '--dest-oci-accept-uncompressed-layers', '--quiet'];
+
+/** Pulls `source` (a `docker://` reference on a plain-HTTP registry) into an OCI layout; the blobs it got. */
+export async function pullToLayout(source: string, dir: string): Promise<string[]> {
+  await skopeo(['copy', ...SKOPEO_COPY_FLAGS, '--src-tls-verify=false', source, `oci:${dir}:pulled`]);
+  return (await readdir(join(dir, 'blobs', 'sha256'))).map((hex) => `sha256:${hex}`);
+}

@@ -1,4 +1,4 @@
-// The edge's disk cache of verified layers: a bounded directory with least-recently-used eviction.
+// A disk cache of verified layers (seeders' and agents'): a bounded directory with least-recently-used eviction.
 // Layers being read (HTTP) are pinned and never evicted; fetches in progress reserve their size up
 // front so that the cache never overcommits its capacity. The index is rebuilt from the directory at
 // start: a layer file exists under `layers/` only once it was verified, partial fetches live under
@@ -6,8 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Digest, isDigest } from '../shared/digest.ts';
-import { fileNameOf } from '../shared/torrent/metainfo.ts';
+import { type Digest, isDigest } from './digest.ts';
+import { fileNameOf } from './torrent/metainfo.ts';
 
 export interface CacheEntry {
   digest: Digest;

@@ -1,6 +1,6 @@
-// The seeder's HTTP client for the center registry: layer bytes and torrents. Its connections belong
-// to it and are cut at close; a connection left open (say, opened for a request that was then
-// cancelled) would hold up the center's own shutdown until its header timeout.
+// An HTTP client for the center registry (layer bytes, torrents, manifests), used by seeders and agents.
+// Its connections belong to it and are cut at close; a connection left open (say, opened for a request
+// that was then cancelled) would hold up the center's own shutdown until its header timeout.
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 
@@ -33,11 +33,16 @@ export class CenterClient {
    * GETs `path` and resolves once the headers arrived: the body is a plain Readable with
    * backpressure, for the caller to consume or discard. Rejects with CenterError when unreachable.
    */
-  get(path: string, signal?: AbortSignal, headers?: Record<string, string>): Promise<IncomingMessage> {
+  get(
+    path: string,
+    signal?: AbortSignal,
+    headers?: Record<string, string>,
+    method: 'GET' | 'HEAD' = 'GET',
+  ): Promise<IncomingMessage> {
     const url = new URL(`${this.baseUrl}${path}`);
     return new Promise<IncomingMessage>((resolve, reject) => {
       const send = this.secure ? httpsRequest : httpRequest;
-      const request = send(url, { method: 'GET', agent: this.agent, signal, headers }, (response) => {
+      const request = send(url, { method, agent: this.agent, signal, headers }, (response) => {
         // From here whoever reads the body judges progress.
         request.setTimeout(0);
         resolve(response);

@@ -1,9 +1,10 @@
 // Sending a byte range of a layer file to a socket, whether the file is complete (cached) or still
 // growing (being fetched from upstream: bytes go out as they land on disk, so the first caller does
 // not wait for the whole layer).
-import type { FileHandle } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import type { Digest } from '../shared/digest.ts';
+import type { Digest } from './digest.ts';
+import type { LayerCache } from './layer-cache.ts';
 
 /** A layer file open for reading. */
 export interface LayerFile {
@@ -80,4 +81,35 @@ export async function copyRange(
   // The last writes must be taken before the caller ends the response.
   while (free.length < RECYCLED_BUFFERS && !failure) await new Promise<void>((resolve) => (wake = resolve));
   if (failure) throw failure;
+}
+
+/**
+ * Opens a cached layer for reading, pinned (never evicted) until released; undefined when it is not
+ * cached, or when its file vanished behind the cache's back (it is then forgotten, to be fetched again).
+ */
+export async function openCachedLayer(cache: LayerCache, digest: Digest): Promise<LayerFile | undefined> {
+  const entry = cache.get(digest);
+  const unpin = cache.pin(digest);
+  if (!entry || !unpin) return undefined;
+  const handle = await open(cache.pathOf(digest), 'r').catch(() => undefined);
+  if (!handle) {
+    unpin();
+    await cache.remove(digest);
+    return undefined;
+  }
+  let released = false;
+  return {
+    digest,
+    size: entry.size,
+    handle,
+    readable: () => entry.size,
+    failure: () => undefined,
+    changed: () => new Promise<void>(() => {}),
+    release: () => {
+      if (released) return;
+      released = true;
+      unpin();
+      handle.close().catch(() => {});
+    },
+  };
 }

@@ -1,0 +1,59 @@
+// The host agent's settings (environment variables; CLI flags override them).
+import { resolve } from 'node:path';
+import { ConfigError, commonConfig, type Env, integer, listenAddress } from '../shared/config.ts';
+
+export interface AgentConfig {
+  host: string;
+  port: number;
+  /** This host's zone: announced to the trackers so that peers (and the edge) of the zone come first. */
+  zone: string;
+  /** The center registry: manifests, tags, torrents, and layers as the last resort. */
+  centerUrl: string;
+  /** The zone's edge seeder (base URL), the first web seed and HTTP fallback; none when undefined. */
+  edgeUrl: string | undefined;
+  /** Cached layers (`layers/`), their torrents (`torrents/`) and downloads in progress (`partial/`). */
+  cacheDir: string;
+  cacheBytes: number;
+  /** TCP port BitTorrent peers connect to (0: any free port). */
+  torrentPort: number;
+  /** A manifest fetched by tag is served for this long before the tag is resolved again. */
+  tagTtlMs: number;
+  /** Peers and edge alone for this long without a byte: the center joins as web seed. */
+  centerDelayMs: number;
+  /** The swarm sends nothing for this long: the layer is fetched over plain HTTP (edge, then center). */
+  stallTimeoutMs: number;
+  hashThreads: number | undefined;
+  logLevel: string;
+}
+
+export function agentConfig(env: Env = process.env): AgentConfig {
+  const common = commonConfig(env);
+  const [host, port] = listenAddress(env.ZEDGE_AGENT_LISTEN ?? '127.0.0.1:5001');
+  const cacheBytes = integer(env, 'ZEDGE_AGENT_CACHE_BYTES', 10 * 1024 ** 3);
+  if (cacheBytes === 0) throw new ConfigError('ZEDGE_AGENT_CACHE_BYTES must be more than 0');
+  const torrentPort = integer(env, 'ZEDGE_AGENT_TORRENT_PORT', 6882);
+  if (torrentPort > 65535) throw new ConfigError(`ZEDGE_AGENT_TORRENT_PORT is not a port: ${torrentPort}`);
+  return {
+    host,
+    port,
+    zone: env.ZEDGE_AGENT_ZONE || 'default',
+    centerUrl: url(env, 'ZEDGE_REGISTRY_URL') ?? 'http://127.0.0.1:5000',
+    edgeUrl: url(env, 'ZEDGE_AGENT_EDGE_URL'),
+    cacheDir: resolve(env.ZEDGE_AGENT_CACHE_DIR ?? `${common.dataDir}/agent-cache`),
+    cacheBytes,
+    torrentPort,
+    tagTtlMs: integer(env, 'ZEDGE_AGENT_TAG_TTL_SECONDS', 5) * 1000,
+    centerDelayMs: integer(env, 'ZEDGE_AGENT_CENTER_DELAY_MS', 2000),
+    stallTimeoutMs: Math.max(500, integer(env, 'ZEDGE_AGENT_STALL_TIMEOUT_MS', 5000)),
+    hashThreads: common.hashThreads,
+    logLevel: common.logLevel,
+  };
+}
+
+function url(env: Env, name: string): string | undefined {
+  const value = env[name];
+  if (!value) return undefined;
+  if (!/^https?:\/\/[^/]+/.test(value))
+    throw new ConfigError(`${name} must be an http(s) URL, not "${value}"`);
+  return value.replace(/\/+$/, '');
+}

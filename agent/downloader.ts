@@ -1,0 +1,255 @@
+// Getting layers into the agent's cache, one download per layer however many requests want it. The
+// ladder: the swarm (peers, with the zone's edge as web seed from the start, and the center as web
+// seed only once peers and edge delivered nothing for a moment), then plain HTTP (edge, then center)
+// when there is no torrent or the swarm stalls. Whatever the way, the whole layer's sha256 is checked
+// in the hashing pool before it enters the cache; a layer that does not match is discarded.
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Digest } from '../shared/digest.ts';
+import { parseDigest } from '../shared/digest.ts';
+import type { HashPool } from '../shared/hashing/pool.ts';
+import type { LayerCache, Reservation } from '../shared/layer-cache.ts';
+import { DigestMismatchError, Flight } from '../shared/layer-flight.ts';
+import { fileNameOf } from '../shared/torrent/metainfo.ts';
+import { summarizeTorrent, type TorrentFiles } from '../shared/torrent/torrent-files.ts';
+import { type HttpSource, openOverHttp, SourceError } from './http-source.ts';
+import { type ByteSource, emptyTally } from './sources.ts';
+import type { Swarm } from './swarm.ts';
+
+export type Way = 'bittorrent' | 'http';
+
+/** A layer's download: its flight (what readers follow) and where its bytes came from. */
+export interface Download {
+  flight: Flight<Way>;
+  bytes: Record<ByteSource, number>;
+}
+
+export interface DownloaderHooks {
+  onBytes?(source: ByteSource, bytes: number): void;
+  onCached?(digest: Digest, size: number, torrent: Buffer | undefined, seconds: number): void;
+  onFailed?(digest: Digest, error: Error): void;
+  onFallback?(digest: Digest, reason: string): void;
+}
+
+export interface DownloaderOptions {
+  centerDelayMs: number;
+  stallTimeoutMs: number;
+}
+
+export class Downloader {
+  private readonly downloads = new Map<Digest, Download>();
+  private readonly closing = new AbortController();
+
+  constructor(
+    private readonly cache: LayerCache,
+    private readonly torrents: TorrentFiles,
+    private readonly swarm: Swarm,
+    private readonly http: HttpSource[],
+    private readonly hashPool: HashPool,
+    private readonly options: DownloaderOptions,
+    private readonly hooks: DownloaderHooks = {},
+  ) {}
+
+  /** The layer's download, started now unless one runs. The caller checks the cache first. */
+  fetch(digest: Digest): Download {
+    const running = this.downloads.get(digest);
+    if (running) return running;
+    if (this.closing.signal.aborted) throw new Error('agent is closing');
+    const download: Download = { flight: new Flight<Way>(digest), bytes: emptyTally() };
+    this.downloads.set(digest, download);
+    void this.run(download);
+    return download;
+  }
+
+  list(): Download[] {
+    return [...this.downloads.values()];
+  }
+
+  /** Fails every download in progress and waits for them to clean up. */
+  async close(): Promise<void> {
+    this.closing.abort();
+    await Promise.allSettled(this.list().map((download) => download.flight.done));
+  }
+
+  private count(download: Download, source: ByteSource, bytes: number): void {
+    download.bytes[source] += bytes;
+    this.hooks.onBytes?.(source, bytes);
+  }
+
+  private async run(download: Download): Promise<void> {
+    const { flight } = download;
+    const { digest } = flight;
+    let reservation: Reservation | undefined;
+    let dir: string | undefined;
+    try {
+      const torrent = await this.torrents
+        .get(digest, undefined, this.closing.signal)
+        .catch((error: Error) => {
+          this.hooks.onFallback?.(digest, `no torrent: ${error.message}`);
+          return undefined;
+        });
+      const summary = torrent && summarizeTorrent(torrent);
+      // Without a torrent the HTTP answer tells the size.
+      let body = summary ? undefined : await openOverHttp(this.http, digest, 0);
+      const size = summary?.length ?? body!.size;
+      try {
+        reservation = this.cache.reserve(digest, size);
+        // webtorrent names the file after the torrent: it gets a directory of its own.
+        dir = `${reservation.path}.d`;
+        await mkdir(dir, { recursive: true });
+      } catch (error) {
+        body?.body.destroy();
+        throw error;
+      }
+      const path = join(dir, fileNameOf(digest));
+      const handle = await open(path, 'w+');
+      flight.begin(size, summary ? 'bittorrent' : 'http', handle);
+      if (summary && size > 0 && !(await this.viaSwarm(download, torrent!, summary, dir))) {
+        flight.source = 'http';
+        body = await openOverHttp(this.http, digest, flight.written);
+      }
+      if (body) await this.viaHttp(download, body, handle);
+      if (flight.written !== size)
+        throw new SourceError(`got ${flight.written} of ${size} bytes of ${digest}`);
+      await handle.datasync();
+      const { algorithm, hex } = parseDigest(digest);
+      const actual = await this.hashPool.fileDigest(path, algorithm);
+      if (actual !== hex) throw new DigestMismatchError(digest, `${algorithm}:${actual}`);
+      await rename(path, reservation.path);
+      const unpin = await reservation.commit({ pin: true });
+      this.downloads.delete(digest);
+      flight.settle('cached', undefined, unpin);
+      this.hooks.onCached?.(digest, size, torrent, (Date.now() - flight.startedAt) / 1000);
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      this.downloads.delete(digest);
+      await reservation?.abort().catch(() => {});
+      flight.settle('failed', failure);
+      this.hooks.onFailed?.(digest, failure);
+    } finally {
+      if (dir) await rm(dir, { recursive: true, force: true }).catch(() => {});
+    }
+  }
+
+  /**
+   * Downloads through the swarm until done (true) or stalled (false: nothing verified for the stall
+   * timeout). The verified prefix of the file is what readers may send.
+   */
+  private viaSwarm(
+    download: Download,
+    file: Buffer,
+    summary: { length: number; pieceLength: number; urlList: string[] },
+    dir: string,
+  ): Promise<boolean> {
+    const { flight } = download;
+    const { length, pieceLength, urlList } = summary;
+    const pieceCount = Math.ceil(length / pieceLength);
+    const torrent = this.swarm.download(file, dir, flight.digest, (source, bytes) =>
+      this.count(download, source, bytes),
+    );
+    return new Promise<boolean>((resolve, reject) => {
+      let prefix = 0;
+      let lastProgress = Date.now();
+      let centerJoined = false;
+      let settled = false;
+      const finish = (outcome: boolean | Error) => {
+        if (settled) return;
+        settled = true;
+        clearInterval(watchdog);
+        this.closing.signal.removeEventListener('abort', onClose);
+        // webtorrent must let go of the file before it is moved or written over HTTP.
+        void this.swarm
+          .stop(torrent)
+          .then(() => (outcome instanceof Error ? reject(outcome) : resolve(outcome)));
+      };
+      const onClose = () => finish(new Error('agent is closing'));
+      this.closing.signal.addEventListener('abort', onClose);
+      torrent.on('verified', () => {
+        lastProgress = Date.now();
+        while (prefix < pieceCount && torrent.bitfield.get(prefix)) prefix++;
+        const bytes = Math.min(length, prefix * pieceLength);
+        if (bytes > flight.written) flight.progress(bytes - flight.written);
+      });
+      torrent.once('done', () => finish(true));
+      torrent.once('error', (error: Error) => {
+        this.hooks.onFallback?.(flight.digest, `torrent failed: ${error.message}`);
+        finish(false);
+      });
+      const watchdog = setInterval(() => {
+        const idle = Date.now() - lastProgress;
+        // The center is the last resort: it joins only when peers and edge leave the swarm idle.
+        if (!centerJoined && idle >= this.options.centerDelayMs) {
+          centerJoined = true;
+          for (const url of urlList) torrent.addWebSeed(url);
+        }
+        if (idle >= this.options.stallTimeoutMs) {
+          this.hooks.onFallback?.(flight.digest, `swarm idle for ${idle} ms`);
+          finish(false);
+        }
+      }, 200);
+    });
+  }
+
+  /** Streams an HTTP body into the file at the flight's current offset, with an idle timeout. */
+  private async viaHttp(
+    download: Download,
+    first: { source: ByteSource; body: Readable },
+    handle: import('node:fs/promises').FileHandle,
+  ): Promise<void> {
+    const { flight } = download;
+    let current = first;
+    for (;;) {
+      try {
+        await this.copy(download, current.source, current.body, handle);
+        return;
+      } catch (error) {
+        // The edge failed midway: the center continues from where it stopped.
+        if (current.source === 'center' || this.closing.signal.aborted) throw error;
+        const rest = this.http.filter((source) => source.name !== current.source);
+        current = await openOverHttp(rest, flight.digest, flight.written);
+      }
+    }
+  }
+
+  private async copy(
+    download: Download,
+    source: ByteSource,
+    body: Readable,
+    handle: import('node:fs/promises').FileHandle,
+  ) {
+    const { flight } = download;
+    const size = flight.size!;
+    let lastProgress = Date.now();
+    const timeout = this.options.stallTimeoutMs;
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastProgress > timeout)
+        body.destroy(new SourceError(`${source} sent nothing for ${timeout} ms`));
+    }, 250);
+    const onClose = () => body.destroy(new Error('agent is closing'));
+    this.closing.signal.addEventListener('abort', onClose);
+    const sink = new Writable({
+      highWaterMark: 4 * 1024 * 1024,
+      writev: (chunks, callback) => {
+        const buffers = chunks.map(({ chunk }) => chunk as Buffer);
+        const length = buffers.reduce((sum, buffer) => sum + buffer.length, 0);
+        if (flight.written + length > size)
+          return callback(new SourceError(`${source} sent more than ${size} bytes`));
+        handle.writev(buffers, flight.written).then(({ bytesWritten }) => {
+          if (bytesWritten !== length) return callback(new Error('short write to the cache'));
+          lastProgress = Date.now();
+          flight.progress(length);
+          this.count(download, source, length);
+          callback();
+        }, callback);
+      },
+    });
+    try {
+      await pipeline(body, sink);
+    } finally {
+      clearInterval(watchdog);
+      this.closing.signal.removeEventListener('abort', onClose);
+    }
+  }
+}

@@ -1,0 +1,72 @@
+// The agent's management surface: /api/v1/status (cache, downloads with bytes by source) and
+// /healthz. Errors are problem documents.
+import { stat } from 'node:fs/promises';
+import type { FastifyInstance } from 'fastify';
+import { ProblemError } from '../shared/errors.ts';
+import type { AgentContext } from './context.ts';
+
+export async function agentApiRoutes(app: FastifyInstance, context: AgentContext): Promise<void> {
+  app.setErrorHandler((error, request, reply) => {
+    const candidate = error as { statusCode?: number; message?: string };
+    const problem =
+      error instanceof ProblemError
+        ? error
+        : candidate.statusCode && candidate.statusCode < 500
+          ? new ProblemError(candidate.statusCode, 'bad-request', 'Bad request', candidate.message)
+          : new ProblemError(500, 'internal', 'Internal error', 'internal error');
+    if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
+    reply.code(problem.status).type('application/problem+json').send(problem.toBody(request.url));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    const problem = new ProblemError(
+      404,
+      'not-found',
+      'Not found',
+      `no such endpoint: ${request.method} ${request.url}`,
+    );
+    reply.code(404).type('application/problem+json').send(problem.toBody(request.url));
+  });
+
+  app.get('/api/v1/status', async () => {
+    const { cache, downloader, swarm, config } = context;
+    return {
+      zone: config.zone,
+      center: config.centerUrl,
+      edge: config.edgeUrl ?? null,
+      torrentPort: swarm.port,
+      capacityBytes: cache.capacity,
+      usedBytes: cache.usedBytes,
+      layers: cache.list().map((entry) => ({
+        digest: entry.digest,
+        size: entry.size,
+        lastUsed: new Date(entry.lastUsed).toISOString(),
+        pins: entry.pins,
+        seeding: swarm.seedStatus(entry.digest) ?? null,
+      })),
+      downloads: downloader.list().map(({ flight, bytes }) => ({
+        digest: flight.digest,
+        state: flight.state,
+        way: flight.source ?? null,
+        bytesDone: flight.written,
+        bytesTotal: flight.size ?? null,
+        progress: flight.size ? flight.written / flight.size : 0,
+        bytesBySource: bytes,
+        startedAt: new Date(flight.startedAt).toISOString(),
+      })),
+      bytesBySource: context.bytesBySource,
+      bytesUploaded: swarm.uploadedBytes,
+    };
+  });
+
+  app.get('/healthz', async (_request, reply) => {
+    const checks = {
+      cache: await stat(context.cache.layersDir).then(
+        () => 'ok',
+        (error: Error) => error.message,
+      ),
+      bittorrent: context.swarm.port > 0 ? 'ok' : 'not listening',
+    };
+    const healthy = Object.values(checks).every((value) => value === 'ok');
+    return reply.code(healthy ? 200 : 503).send({ status: healthy ? 'ok' : 'unhealthy', checks });
+  });
+}

@@ -1,0 +1,150 @@
+// The host agent: a pull-only OCI mirror on loopback whose layers come through BitTorrent (peers, the
+// zone's edge, the center as web seeds), kept in a bounded cache and seeded to the neighbours.
+import { join } from 'node:path';
+import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
+import { CenterClient, CenterError } from '../shared/center-client.ts';
+import type { Digest } from '../shared/digest.ts';
+import { HashPool } from '../shared/hashing/pool.ts';
+import { LayerCache } from '../shared/layer-cache.ts';
+import { DigestMismatchError } from '../shared/layer-flight.ts';
+import { type HttpService, listenHttp } from '../shared/listen.ts';
+import { createLogger, type Logger } from '../shared/logger.ts';
+import { instrumentHttp } from '../shared/metrics.ts';
+import { summarizeTorrent, TorrentFiles } from '../shared/torrent/torrent-files.ts';
+import type { AgentConfig } from './config.ts';
+import type { AgentContext } from './context.ts';
+import { Downloader } from './downloader.ts';
+import { type HttpSource, LayerNotFoundError } from './http-source.ts';
+import { Layers } from './layers.ts';
+import { Manifests } from './manifests.ts';
+import { createAgentMetrics } from './metrics.ts';
+import { agentOciRoutes, agentRouteOf } from './oci-routes.ts';
+import { agentApiRoutes } from './routes.ts';
+import { emptyTally } from './sources.ts';
+import { Swarm } from './swarm.ts';
+
+export type AgentServer = HttpService<AgentContext>;
+
+export async function createAgent(config: AgentConfig, logger?: Logger): Promise<AgentServer> {
+  const log = logger ?? createLogger('agent', config.logLevel);
+  const hashPool = new HashPool(config.hashThreads);
+  const center = new CenterClient(config.centerUrl);
+  const edge = config.edgeUrl ? new CenterClient(config.edgeUrl, 5_000) : undefined;
+  const torrents = new TorrentFiles(join(config.cacheDir, 'torrents'), center);
+  const bytesBySource = emptyTally();
+
+  let swarm: Swarm | undefined;
+  const metrics = createAgentMetrics({ cacheBytes: () => cache.usedBytes, cacheLayers: () => cache.size });
+  const cache = await LayerCache.open(config.cacheDir, config.cacheBytes, {
+    onEvict: (digest) => {
+      swarm?.unseed(digest);
+      torrents.remove(digest).catch(() => {});
+      log.info({ digest }, 'evicted layer');
+    },
+    onError: (error, digest) => log.warn({ err: error, digest }, 'cache file operation failed'),
+  });
+  await torrents.open();
+  const started = await Swarm.start({
+    zone: config.zone,
+    torrentPort: config.torrentPort,
+    edgeUrl: config.edgeUrl,
+    log,
+    onUpload: (bytes) => metrics.bytesServed.inc({ via: 'bittorrent' }, bytes),
+  }).catch(async (error) => {
+    await hashPool.close();
+    throw error;
+  });
+  swarm = started;
+
+  const httpSources: HttpSource[] = [
+    ...(edge ? [{ name: 'edge' as const, client: edge }] : []),
+    { name: 'center', client: center },
+  ];
+  // Layers is built after the downloader, which tells it what to seed: wired in two steps.
+  let layers: Layers | undefined;
+  const downloader = new Downloader(
+    cache,
+    torrents,
+    started,
+    httpSources,
+    hashPool,
+    { centerDelayMs: config.centerDelayMs, stallTimeoutMs: config.stallTimeoutMs },
+    {
+      onBytes: (source, bytes) => {
+        bytesBySource[source] += bytes;
+        metrics.bytes.inc({ source }, bytes);
+      },
+      onCached: (digest, size, torrent, seconds) => {
+        metrics.pullDuration.observe({ outcome: 'cached' }, seconds);
+        log.info({ digest, size, seconds }, 'layer cached');
+        layers?.seed(digest, size, torrent);
+      },
+      onFailed: (digest, error) => {
+        if (error instanceof LayerNotFoundError) return;
+        metrics.pullDuration.observe({ outcome: 'failed' }, 0);
+        log.warn(
+          { err: error, digest },
+          error instanceof DigestMismatchError
+            ? 'layer failed verification: discarded'
+            : 'layer download failed',
+        );
+      },
+      onFallback: (digest, reason) => {
+        metrics.fallbacks.inc();
+        log.info({ digest, reason }, 'layer over plain HTTP');
+      },
+    },
+  );
+  layers = new Layers(cache, downloader, started, torrents, metrics);
+  const manifests = new Manifests(center, config.tagTtlMs);
+  const context: AgentContext = {
+    config,
+    center,
+    hashPool,
+    cache,
+    swarm: started,
+    downloader,
+    layers,
+    manifests,
+    metrics,
+    bytesBySource,
+    async torrentSize(digest: Digest) {
+      try {
+        return summarizeTorrent(await torrents.get(digest))?.length;
+      } catch (error) {
+        if (error instanceof CenterError && error.status === 404) return undefined;
+        throw error;
+      }
+    },
+  };
+
+  // What the cache held before a restart is seeded again.
+  await torrents.prune(new Set(cache.list().map((entry) => entry.digest))).catch(() => {});
+  for (const entry of cache.list()) layers.seed(entry.digest, entry.size);
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    exposeHeadRoutes: false,
+    requestTimeout: 0,
+  });
+  instrumentHttp(app, metrics, agentRouteOf);
+  await app.register(async (scope) => agentApiRoutes(scope, context));
+  await app.register(async (scope) => agentOciRoutes(scope, context));
+
+  return {
+    app,
+    context,
+    async listen() {
+      return (await listenHttp(app, config.host, config.port)).url;
+    },
+    async close() {
+      await downloader.close();
+      await app.close();
+      await started.close();
+      center.close();
+      edge?.close();
+      await hashPool.close();
+    },
+  };
+}

@@ -1,0 +1,33 @@
+// Where an agent's layer bytes come from, in order of preference: other hosts (peers), the zone's
+// edge seeder, the center.
+import { createHash } from 'node:crypto';
+
+export type ByteSource = 'peers' | 'edge' | 'center';
+
+export const BYTE_SOURCES: readonly ByteSource[] = ['peers', 'edge', 'center'];
+
+export function emptyTally(): Record<ByteSource, number> {
+  return { peers: 0, edge: 0, center: 0 };
+}
+
+/** The web seed URL of a layer at a base URL (an edge seeder or the center). */
+export function webSeedUrl(base: string, digest: string): string {
+  return `${base}/api/v1/blobs/${digest}`;
+}
+
+/**
+ * What a wire is: a peer, or a web seed. webtorrent's web-seed wires carry no URL, but their peer id
+ * is the SHA-1 (hex) of their URL: the edge's is recognised by it, any other web seed is the center.
+ */
+export function sourceOfWire(
+  wire: { type?: string; peerId?: string },
+  edgeWebSeedId: string | undefined,
+): ByteSource {
+  if (wire.type !== 'webSeed') return 'peers';
+  return edgeWebSeedId !== undefined && wire.peerId === edgeWebSeedId ? 'edge' : 'center';
+}
+
+/** The peer id webtorrent gives the web-seed wire of `url`. */
+export function webSeedId(url: string): string {
+  return createHash('sha1').update(url).digest('hex');
+}

@@ -1,0 +1,128 @@
+// The agent's one BitTorrent client (webtorrent 3, TCP only, as every zedge client): it downloads the
+// layers this host pulls and seeds every cached one. Announces carry the host's zone and role=peer so
+// that the tracker hands out neighbours (and the zone's edge) first.
+import type WebTorrent from 'webtorrent';
+import type { Torrent } from 'webtorrent';
+import type { Digest } from '../shared/digest.ts';
+import type { Logger } from '../shared/logger.ts';
+import { startTorrentClient } from '../shared/torrent/client.ts';
+import { withoutWebSeeds } from '../shared/torrent/torrent-files.ts';
+import { type ByteSource, sourceOfWire, webSeedId, webSeedUrl } from './sources.ts';
+
+export interface SwarmOptions {
+  zone: string;
+  torrentPort: number;
+  edgeUrl: string | undefined;
+  log: Logger;
+  /** Bytes sent to peers, as they go out. */
+  onUpload?: (bytes: number) => void;
+}
+
+export class Swarm {
+  private readonly seeds = new Map<Digest, Torrent>();
+  private uploadedBefore = 0;
+
+  private constructor(
+    private readonly client: WebTorrent,
+    private readonly options: SwarmOptions,
+  ) {}
+
+  static async start(options: SwarmOptions): Promise<Swarm> {
+    const client = await startTorrentClient(
+      {
+        torrentPort: options.torrentPort,
+        tracker: { getAnnounceOpts: () => ({ zone: options.zone, role: 'peer' }) },
+      },
+      options.log,
+    );
+    return new Swarm(client, options);
+  }
+
+  get port(): number {
+    return this.client.torrentPort;
+  }
+
+  get seeding(): number {
+    return this.seeds.size;
+  }
+
+  get uploadedBytes(): number {
+    let total = this.uploadedBefore;
+    for (const torrent of this.seeds.values()) total += torrent.uploaded;
+    return total;
+  }
+
+  seedStatus(digest: Digest): { infoHash: string; peers: number; uploadedBytes: number } | undefined {
+    const torrent = this.seeds.get(digest);
+    return (
+      torrent && { infoHash: torrent.infoHash, peers: torrent.numPeers, uploadedBytes: torrent.uploaded }
+    );
+  }
+
+  /**
+   * Starts downloading a layer into `dir` from peers, with the edge (when configured) as web seed
+   * from the start. The torrent's own web seeds (the center) are left out: the caller adds them
+   * with `addWebSeed` when peers and edge do not deliver. `onBytes` counts every byte by source.
+   */
+  download(
+    file: Buffer,
+    dir: string,
+    digest: Digest,
+    onBytes: (source: ByteSource, bytes: number) => void,
+  ): Torrent {
+    const edgeSeed = this.options.edgeUrl && webSeedUrl(this.options.edgeUrl, digest);
+    const torrent = this.client.add(withoutWebSeeds(file), {
+      path: dir,
+      ...(edgeSeed ? { urlList: [edgeSeed] } : {}),
+    });
+    const edgeId = edgeSeed ? webSeedId(edgeSeed) : undefined;
+    this.watch(torrent, digest);
+    torrent.on(
+      'wire',
+      (wire: { type?: string; peerId?: string; on(event: 'download', fn: (n: number) => void): void }) => {
+        const source = sourceOfWire(wire, edgeId);
+        wire.on('download', (bytes) => onBytes(source, bytes));
+      },
+    );
+    return torrent;
+  }
+
+  /** Seeds a cached layer whose verified file is in `layersDir` (not re-hashed). Idempotent. */
+  seed(file: Buffer, layersDir: string, digest: Digest): void {
+    if (this.seeds.has(digest) || this.client.destroyed) return;
+    const torrent = this.client.add(withoutWebSeeds(file), {
+      path: layersDir,
+      skipVerify: true,
+      storeCacheSlots: 0,
+    });
+    this.seeds.set(digest, torrent);
+    this.watch(torrent, digest);
+    torrent.on('upload', (bytes: number) => this.options.onUpload?.(bytes));
+  }
+
+  /** Stops seeding a layer (it left the cache). */
+  unseed(digest: Digest): void {
+    const torrent = this.seeds.get(digest);
+    if (!torrent) return;
+    this.seeds.delete(digest);
+    this.uploadedBefore += torrent.uploaded;
+    torrent.destroy();
+  }
+
+  /** Stops a torrent, keeping its files; resolves once webtorrent let go of it. */
+  stop(torrent: Torrent): Promise<void> {
+    if (torrent.destroyed) return Promise.resolve();
+    return new Promise<void>((resolve) => torrent.destroy({ destroyStore: false }, () => resolve()));
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.client.destroy(() => resolve()));
+  }
+
+  private watch(torrent: Torrent, digest: Digest): void {
+    torrent.on('error', (error: Error) => this.options.log.warn({ err: error, digest }, 'torrent error'));
+    torrent.on('warning', (error: Error) =>
+      this.options.log.debug({ err: error, digest }, 'torrent warning'),
+    );
+  }
+}

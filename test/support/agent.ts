@@ -1,0 +1,55 @@
+// Starting a real host agent in the test process, and reading its status.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type AgentConfig, agentConfig } from '../../agent/config.ts';
+import { type AgentServer, createAgent } from '../../agent/server.ts';
+import { createLogger } from '../../shared/logger.ts';
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export interface RunningAgent {
+  url: string;
+  server: AgentServer;
+  config: AgentConfig;
+  close(): Promise<void>;
+}
+
+/** Starts an agent on free loopback ports; `env` holds its settings (ZEDGE_REGISTRY_URL at least). */
+export async function startAgent(t: Teardown, env: Record<string, string>): Promise<RunningAgent> {
+  const ownDir = env.ZEDGE_AGENT_CACHE_DIR ? undefined : await mkdtemp(join(tmpdir(), 'zedge-agent-test-'));
+  const config = agentConfig({
+    ZEDGE_AGENT_LISTEN: '127.0.0.1:0',
+    ZEDGE_AGENT_TORRENT_PORT: '0',
+    ZEDGE_AGENT_CACHE_DIR: ownDir ?? env.ZEDGE_AGENT_CACHE_DIR,
+    ZEDGE_HASH_THREADS: '1',
+    LOG_LEVEL: 'warn',
+    ...env,
+  });
+  const server = await createAgent(config, createLogger('agent-test', process.env.LOG_LEVEL ?? 'warn'));
+  const url = await server.listen();
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await server.close();
+  };
+  t.teardown(async () => {
+    await close();
+    if (ownDir) await rm(ownDir, { recursive: true, force: true });
+  });
+  return { url, server, config, close };
+}
+
+export interface AgentStatus {
+  layers: { digest: string; size: number; pins: number; seeding: { infoHash: string } | null }[];
+  downloads: { digest: string; state: string; bytesDone: number; bytesBySource: Record<string, number> }[];
+  bytesBySource: { peers: number; edge: number; center: number };
+  bytesUploaded: number;
+}
+
+export async function agentStatus(base: string): Promise<AgentStatus> {
+  return (await (await fetch(`${base}/api/v1/status`)).json()) as AgentStatus;
+}
