@@ -1,4 +1,5 @@
 // The host agent's settings (environment variables; CLI flags override them).
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { ConfigError, commonConfig, type Env, integer, listenAddress } from '../shared/config.ts';
 
@@ -22,6 +23,12 @@ export interface AgentConfig {
   centerDelayMs: number;
   /** The swarm sends nothing for this long: the layer is fetched over plain HTTP (edge, then center). */
   stallTimeoutMs: number;
+  /** This host's name in the registry's fleet. */
+  hostId: string;
+  /** The URL the registry and operators reach this agent at (default: its listen address). */
+  advertiseUrl: string | undefined;
+  /** Register with the registry and heartbeat (distribution jobs arrive with heartbeats). */
+  joinFleet: boolean;
   hashThreads: number | undefined;
   logLevel: string;
 }
@@ -45,9 +52,18 @@ export function agentConfig(env: Env = process.env): AgentConfig {
     tagTtlMs: integer(env, 'ZEDGE_AGENT_TAG_TTL_SECONDS', 5) * 1000,
     centerDelayMs: integer(env, 'ZEDGE_AGENT_CENTER_DELAY_MS', 2000),
     stallTimeoutMs: Math.max(500, integer(env, 'ZEDGE_AGENT_STALL_TIMEOUT_MS', 5000)),
+    hostId: hostId(env.ZEDGE_AGENT_HOST_ID || hostname()),
+    advertiseUrl: url(env, 'ZEDGE_AGENT_ADVERTISE_URL'),
+    joinFleet: env.ZEDGE_AGENT_JOIN_FLEET !== 'false',
     hashThreads: common.hashThreads,
     logLevel: common.logLevel,
   };
+}
+
+function hostId(value: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(value))
+    throw new ConfigError(`ZEDGE_AGENT_HOST_ID must be letters, digits, ".", "_" or "-", not "${value}"`);
+  return value;
 }
 
 function url(env: Env, name: string): string | undefined {

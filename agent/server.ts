@@ -17,13 +17,17 @@ import { Downloader } from './downloader.ts';
 import { type HttpSource, LayerNotFoundError } from './http-source.ts';
 import { Layers } from './layers.ts';
 import { Manifests } from './manifests.ts';
+import { Membership } from './membership.ts';
 import { createAgentMetrics } from './metrics.ts';
 import { agentOciRoutes, agentRouteOf } from './oci-routes.ts';
+import { Prefetcher } from './prefetch.ts';
 import { agentApiRoutes } from './routes.ts';
 import { emptyTally } from './sources.ts';
 import { Swarm } from './swarm.ts';
 
 export type AgentServer = HttpService<AgentContext>;
+
+const AGENT_VERSION = '0.1.0';
 
 export async function createAgent(config: AgentConfig, logger?: Logger): Promise<AgentServer> {
   const log = logger ?? createLogger('agent', config.logLevel);
@@ -132,13 +136,32 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
   await app.register(async (scope) => agentApiRoutes(scope, context));
   await app.register(async (scope) => agentOciRoutes(scope, context));
 
+  const prefetcher = new Prefetcher(cache, downloader, (id, report) => membership!.report(id, report), log);
+  let membership: Membership | undefined;
+
   return {
     app,
     context,
     async listen() {
-      return (await listenHttp(app, config.host, config.port)).url;
+      const { url } = await listenHttp(app, config.host, config.port);
+      if (config.joinFleet) {
+        membership = new Membership({
+          centerUrl: config.centerUrl,
+          hostId: config.hostId,
+          zone: config.zone,
+          address: config.advertiseUrl ?? url,
+          cacheCapacityBytes: cache.capacity,
+          cacheUsedBytes: () => cache.usedBytes,
+          agentVersion: AGENT_VERSION,
+          onJobs: (jobs) => prefetcher.take(jobs),
+          log,
+        });
+        membership.start();
+      }
+      return url;
     },
     async close() {
+      membership?.stop();
       await downloader.close();
       await app.close();
       await started.close();

@@ -6,7 +6,7 @@ import { createAgent } from '../agent/server.ts';
 import { createRegistry } from '../registry/server.ts';
 import { seederConfig } from '../seeder/config.ts';
 import { createSeeder } from '../seeder/server.ts';
-import { ConfigError, registryConfig } from '../shared/config.ts';
+import { ConfigError, type RegistryConfig, registryConfig } from '../shared/config.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { trackerConfig } from '../tracker/config.ts';
 import { createTracker } from '../tracker/server.ts';
@@ -35,11 +35,15 @@ interface Service {
 
 type Role = 'registry' | 'tracker' | 'seeder' | 'agent';
 
+// The configuration of a registry this process runs, for the services started beside it.
+let startedRegistry: RegistryConfig | undefined;
+
 /** Builds one role, listens, and logs where it serves and on what it stands. */
 const starters: Record<Role, (log: Logger) => Promise<Service>> = {
   async registry(log) {
     const config = registryConfig();
     const registry = await createRegistry(config, log);
+    startedRegistry = config;
     const url = await registry.listen();
     // Listening on port 0 picks a port: unless a public URL was set, the one it got is the URL, for
     // its own torrents' web seeds and for the services started beside it.
@@ -74,8 +78,11 @@ const starters: Record<Role, (log: Logger) => Promise<Service>> = {
       },
       'seeder ready',
     );
-    // An agent started beside this seeder uses it as its zone's edge.
+    // An agent started beside this seeder uses it as its zone's edge, and a registry beside it asks
+    // it to warm deploys to its zone.
     process.env.ZEDGE_AGENT_EDGE_URL ??= url;
+    if (startedRegistry && !startedRegistry.seeders.has(config.zone))
+      startedRegistry.seeders.set(config.zone, url);
     return seeder;
   },
   async agent(log) {

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import t from 'tap';
 import { freeUdpAndTcpPort } from './support/backends.ts';
 import { startCli } from './support/cli.ts';
-import { pushBlobMonolithic, randomBlob } from './support/oci.ts';
+import { imageManifest, pushBlobMonolithic, putManifest, randomBlob } from './support/oci.ts';
 import { eventually, status, warm } from './support/seeder.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -75,6 +75,32 @@ t.test('zedge-p2p start runs registry, tracker, seeder and agent wired together'
     bytesBySource: { center: number };
   };
   t.equal(agentStatus.edge, seeder, "the agent uses the seeder as its zone's edge");
+
+  // The agent joined the fleet; a deploy to its zone asks the seeder beside the registry to warm.
+  const hosts = await eventually(async () => {
+    const body = (await (await fetch(`${registry}/api/v1/hosts`)).json()) as { hosts: { zone: string }[] };
+    return body.hosts.length === 1 && body.hosts;
+  });
+  t.equal(hosts[0]!.zone, 'default');
+  t.equal(
+    (
+      await putManifest(
+        registry,
+        'cli/start',
+        'v1',
+        imageManifest({ digest: blob.digest, size: blob.data.length }, [
+          { digest: blob.digest, size: blob.data.length },
+        ]),
+      )
+    ).response.status,
+    201,
+  );
+  const deploy = await fetch(`${registry}/api/v1/distributions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ image: 'cli/start:v1', all: true }),
+  });
+  t.match(await deploy.json(), { warming: [{ zone: 'default', seeder }] });
   t.equal(await cli.stop(), 0, 'clean exit of all four');
 });
 

@@ -26,6 +26,8 @@ export async function startAgent(t: Teardown, env: Record<string, string>): Prom
     ZEDGE_AGENT_CACHE_DIR: ownDir ?? env.ZEDGE_AGENT_CACHE_DIR,
     ZEDGE_HASH_THREADS: '1',
     LOG_LEVEL: 'warn',
+    // Tests that want the fleet (registration, heartbeats, distribution jobs) say so.
+    ZEDGE_AGENT_JOIN_FLEET: 'false',
     ...env,
   });
   const server = await createAgent(config, createLogger('agent-test', process.env.LOG_LEVEL ?? 'warn'));

@@ -1,0 +1,100 @@
+// Distribution jobs on this host: every layer of the job fetched into the cache through the usual
+// download ladder (peers, edge, center), with progress reported to the registry about once a second
+// and once at the end. A job the registry reports cancelled stops being reported.
+import type { Digest } from '../shared/digest.ts';
+import { parseDigest } from '../shared/digest.ts';
+import type { LayerCache } from '../shared/layer-cache.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { Downloader } from './downloader.ts';
+import { type ByteSource, emptyTally } from './sources.ts';
+
+export interface Assignment {
+  id: string;
+  image: string;
+  layers: { digest: string; size: number }[];
+}
+
+export interface JobReport {
+  status: 'running' | 'completed' | 'failed';
+  bytesDone: number;
+  bytesBySource: Record<ByteSource, number>;
+  error?: string;
+}
+
+/** Sends a report; resolves to the job's status at the registry. */
+export type Reporter = (jobId: string, report: JobReport) => Promise<string>;
+
+const REPORT_EVERY_MS = 1000;
+
+export class Prefetcher {
+  private readonly running = new Set<string>();
+
+  constructor(
+    private readonly cache: LayerCache,
+    private readonly downloader: Downloader,
+    private readonly report: Reporter,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts the jobs not already running here. */
+  take(jobs: Assignment[]): void {
+    for (const job of jobs) {
+      if (this.running.has(job.id)) continue;
+      this.running.add(job.id);
+      this.run(job)
+        .catch((error) => this.log.warn({ err: error, job: job.id }, 'distribution job failed'))
+        .finally(() => this.running.delete(job.id));
+    }
+  }
+
+  get jobs(): string[] {
+    return [...this.running];
+  }
+
+  private async run(job: Assignment): Promise<void> {
+    this.log.info({ job: job.id, image: job.image, layers: job.layers.length }, 'prefetching');
+    const bytesBySource = emptyTally();
+    let done = 0;
+    let current: { written(): number } | undefined;
+    let cancelled = false;
+    const send = async (status: JobReport['status'], error?: string) => {
+      const bytesDone = done + (current?.written() ?? 0);
+      const answer = await this.report(job.id, {
+        status,
+        bytesDone,
+        bytesBySource,
+        ...(error ? { error } : {}),
+      });
+      if (answer === 'cancelled') cancelled = true;
+    };
+    const ticker = setInterval(() => {
+      send('running').catch(() => {});
+    }, REPORT_EVERY_MS);
+    try {
+      await send('running');
+      for (const layer of job.layers) {
+        if (cancelled) return;
+        const digest = parseDigest(layer.digest).digest as Digest;
+        if (!this.cache.has(digest)) {
+          const download = this.downloader.fetch(digest);
+          const before = { ...download.bytes };
+          current = { written: () => download.flight.written };
+          await download.flight.done;
+          for (const source of ['peers', 'edge', 'center'] as const)
+            bytesBySource[source] += download.bytes[source] - before[source];
+          current = undefined;
+        }
+        done += layer.size;
+      }
+      clearInterval(ticker);
+      if (!cancelled) await send('completed');
+      this.log.info({ job: job.id, bytesBySource }, 'prefetched');
+    } catch (error) {
+      clearInterval(ticker);
+      await send('failed', (error as Error).message).catch(() => {});
+      throw error;
+    } finally {
+      clearInterval(ticker);
+    }
+  }
+}

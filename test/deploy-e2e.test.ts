@@ -1,0 +1,99 @@
+// A small mass deploy end to end: a registry with its tracker, the zone's edge seeder and four agents
+// that joined the fleet. One distribution job puts an image on all four: the seeder is asked to warm
+// it, the agents learn of the job from their heartbeats, fetch the layers (one from the edge, the
+// others from their peers first) and report progress until the job completes. Then every agent
+// serves every layer byte-identical, and peers served a share of the bytes.
+import t from 'tap';
+import { agentStatus, type RunningAgent, startAgent } from './support/agent.ts';
+import { freeUdpAndTcpPort, provisionBackend, startRegistryAndTracker } from './support/backends.ts';
+import { pushImage } from './support/oci.ts';
+import { eventually, startSeeder } from './support/seeder.ts';
+
+const MiB = 1024 * 1024;
+
+interface Job {
+  id: string;
+  status: string;
+  progress: {
+    hostsByStatus: Record<string, number>;
+    bytesBySource: Record<string, number>;
+    fraction: number;
+  };
+  warming: { zone: string; job?: string }[];
+}
+
+t.test('a distribution job puts an image on four agents, partly from peers', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const registryPort = await freeUdpAndTcpPort();
+  const registryUrl = `http://127.0.0.1:${registryPort}`;
+  const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registryUrl, ZEDGE_SEEDER_ZONE: 'zone-a' });
+  const { registry } = await startRegistryAndTracker(t, resources, {
+    registry: {
+      ZEDGE_REGISTRY_LISTEN: `127.0.0.1:${registryPort}`,
+      ZEDGE_HEARTBEAT_SECONDS: '1',
+      ZEDGE_SEEDERS: `zone-a=${seeder.url}`,
+    },
+    tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '1' },
+  });
+  const image = await pushImage(registry.url, 'deploy/desktop', 'v1', [3 * MiB + 11, 2 * MiB + 7]);
+
+  const agents: RunningAgent[] = [];
+  for (let index = 1; index <= 4; index++) {
+    agents.push(
+      await startAgent(t, {
+        ZEDGE_REGISTRY_URL: registry.url,
+        ZEDGE_AGENT_ZONE: 'zone-a',
+        ZEDGE_AGENT_HOST_ID: `agent-${index}`,
+        ZEDGE_AGENT_JOIN_FLEET: 'true',
+        // The first agent has the edge; the others must find the layers among their peers (the
+        // center joins them only if the swarm gives nothing for 4 s).
+        ...(index === 1 ? { ZEDGE_AGENT_EDGE_URL: seeder.url } : { ZEDGE_AGENT_CENTER_DELAY_MS: '4000' }),
+      }),
+    );
+  }
+  await eventually(async () => {
+    const { hosts } = (await (await fetch(`${registry.url}/api/v1/hosts?state=online`)).json()) as {
+      hosts: unknown[];
+    };
+    return hosts.length === 4;
+  });
+
+  const created = await fetch(`${registry.url}/api/v1/distributions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ image: 'deploy/desktop:v1', zones: ['zone-a'] }),
+  });
+  t.equal(created.status, 201);
+  const job = (await created.json()) as Job;
+  t.match(job.warming, [{ zone: 'zone-a', job: /./ }]);
+
+  const finished = await eventually(
+    async () => {
+      const view = (await (await fetch(`${registry.url}/api/v1/distributions/${job.id}`)).json()) as Job;
+      return view.status !== 'pending' && view.status !== 'running' && view;
+    },
+    90_000,
+    'the job to end',
+  );
+  t.equal(finished.status, 'completed', JSON.stringify(finished.progress));
+  t.equal(finished.progress.hostsByStatus.completed, 4);
+  t.equal(finished.progress.fraction, 1);
+
+  for (const [index, agent] of agents.entries()) {
+    for (const layer of image.layers) {
+      const response = await fetch(`${agent.url}/v2/deploy/desktop/blobs/${layer.digest}`);
+      t.ok(
+        Buffer.from(await response.arrayBuffer()).equals(layer.data),
+        `agent-${index + 1} has ${layer.digest.slice(0, 15)}`,
+      );
+    }
+  }
+  const bytes = { peers: 0, edge: 0, center: 0 };
+  for (const agent of agents) {
+    const status = await agentStatus(agent.url);
+    for (const source of ['peers', 'edge', 'center'] as const) bytes[source] += status.bytesBySource[source];
+  }
+  t.ok(bytes.peers > 0, `peers served a share: ${JSON.stringify(bytes)}`);
+  t.ok((finished.progress.bytesBySource.peers ?? 0) > 0, 'and the job reports it');
+  await seeder.close();
+});
