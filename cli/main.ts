@@ -10,6 +10,9 @@ import { ConfigError, type RegistryConfig, registryConfig } from '../shared/conf
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { trackerConfig } from '../tracker/config.ts';
 import { createTracker } from '../tracker/server.ts';
+import { deploy, UsageError } from './deploy.ts';
+import { RegistryApiError } from './registry-api.ts';
+import { status } from './status.ts';
 
 const program = new Command()
   .name('zedge-p2p')
@@ -239,8 +242,55 @@ program
     return run('zedge-p2p', ['registry', 'tracker', 'seeder', 'agent']);
   });
 
+const list = (value: string) =>
+  value
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean);
+
+program
+  .command('deploy <image>')
+  .description('start a mass deploy of an image (name:tag or name@digest) to hosts, zones or the whole fleet')
+  .option('--hosts <ids>', 'comma-separated host ids', list)
+  .option('--zones <zones>', 'comma-separated zones', list)
+  .option('--all', 'every host of the fleet')
+  .option('--platform <os/arch>', 'one platform of a multi-platform image (default: every platform)')
+  .option('--wait', 'follow the job with progress bars until it ends; exit 1 unless it completed')
+  .option('--registry <url>', 'the registry (ZEDGE_REGISTRY_URL, default http://127.0.0.1:5000)')
+  .action(
+    async (
+      image: string,
+      flags: {
+        hosts?: string[];
+        zones?: string[];
+        all?: boolean;
+        platform?: string;
+        wait?: boolean;
+        registry?: string;
+      },
+    ) => {
+      const registry = flags.registry ?? process.env.ZEDGE_REGISTRY_URL ?? 'http://127.0.0.1:5000';
+      process.exitCode = await deploy(image, { ...flags, registry });
+    },
+  );
+
+program
+  .command('status')
+  .description("print the fleet's hosts, the distribution jobs and the trackers' swarms")
+  .option('--registry <url>', 'the registry (ZEDGE_REGISTRY_URL, default http://127.0.0.1:5000)')
+  .option(
+    '--trackers <urls>',
+    'tracker announce URLs (ZEDGE_TRACKERS, default http://127.0.0.1:6969/announce)',
+    list,
+  )
+  .action(async (flags: { registry?: string; trackers?: string[] }) => {
+    const registry = flags.registry ?? process.env.ZEDGE_REGISTRY_URL ?? 'http://127.0.0.1:5000';
+    const trackers = flags.trackers ?? list(process.env.ZEDGE_TRACKERS ?? 'http://127.0.0.1:6969/announce');
+    console.log(await status({ registry, trackers }));
+  });
+
 program.parseAsync().catch((error) => {
-  if (error instanceof ConfigError) {
+  if (error instanceof ConfigError || error instanceof RegistryApiError || error instanceof UsageError) {
     console.error(`zedge-p2p: ${error.message}`);
     process.exit(2);
   }

@@ -6,6 +6,7 @@
 import t from 'tap';
 import { agentStatus, type RunningAgent, startAgent } from './support/agent.ts';
 import { freeUdpAndTcpPort, provisionBackend, startRegistryAndTracker } from './support/backends.ts';
+import { runCli } from './support/cli.ts';
 import { pushImage } from './support/oci.ts';
 import { eventually, startSeeder } from './support/seeder.ts';
 
@@ -19,7 +20,7 @@ interface Job {
     bytesBySource: Record<string, number>;
     fraction: number;
   };
-  warming: { zone: string; job?: string }[];
+  warming?: { zone: string; job?: string }[];
 }
 
 t.test('a distribution job puts an image on four agents, partly from peers', async (t) => {
@@ -58,14 +59,28 @@ t.test('a distribution job puts an image on four agents, partly from peers', asy
     return hosts.length === 4;
   });
 
-  const created = await fetch(`${registry.url}/api/v1/distributions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ image: 'deploy/desktop:v1', zones: ['zone-a'] }),
-  });
-  t.equal(created.status, 201);
-  const job = (await created.json()) as Job;
-  t.match(job.warming, [{ zone: 'zone-a', job: /./ }]);
+  // The operator's way: `zedge-p2p deploy --wait` follows the job to its end.
+  const deployed = await runCli([
+    'deploy',
+    'deploy/desktop:v1',
+    '--zones',
+    'zone-a',
+    '--wait',
+    '--registry',
+    registry.url,
+  ]);
+  t.equal(deployed.code, 0, `deploy --wait: ${deployed.stderr}`);
+  const id = /distribution ([0-9a-f-]{36})/.exec(deployed.stdout)?.[1];
+  t.ok(id, 'it names the job');
+  t.match(deployed.stderr, /all hosts +\|/, 'with progress bars (on stderr)');
+  t.match(deployed.stdout, new RegExp(`distribution ${id} completed: 4 completed, 0 failed`));
+  const job = (await (await fetch(`${registry.url}/api/v1/distributions/${id}`)).json()) as Job;
+  t.match(job.warming ?? [], [], 'warming is reported at creation only');
+  t.same(
+    ((await (await fetch(`${seeder.url}/api/v1/warm`)).json()) as { jobs: unknown[] }).jobs.length,
+    1,
+    "the zone's seeder was asked to warm",
+  );
 
   const finished = await eventually(
     async () => {
@@ -96,4 +111,45 @@ t.test('a distribution job puts an image on four agents, partly from peers', asy
   t.ok(bytes.peers > 0, `peers served a share: ${JSON.stringify(bytes)}`);
   t.ok((finished.progress.bytesBySource.peers ?? 0) > 0, 'and the job reports it');
   await seeder.close();
+});
+
+t.test('zedge-p2p status and deploy errors', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const { registry, tracker } = await startRegistryAndTracker(t, resources);
+  await pushImage(registry.url, 'deploy/tiny', 'v1', [1000]);
+  await fetch(`${registry.url}/api/v1/hosts`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      hostId: 'solo',
+      zone: 'z',
+      address: 'http://solo:5001',
+      cacheCapacityBytes: 1 << 30,
+    }),
+  });
+  const started = await runCli(['deploy', 'deploy/tiny:v1', '--hosts', 'solo', '--registry', registry.url]);
+  t.equal(started.code, 0);
+  const printed = await runCli([
+    'status',
+    '--registry',
+    registry.url,
+    '--trackers',
+    `${tracker.url}/announce`,
+  ]);
+  t.equal(printed.code, 0, printed.stderr);
+  t.match(printed.stdout, /hosts \(1, 1 online\)/);
+  t.match(printed.stdout, /solo\s+z\s+online/);
+  t.match(printed.stdout, /deploy\/tiny:v1\s+pending\s+0\/1/);
+  t.match(printed.stdout, /swarms at http:\/\/127\.0\.0\.1:\d+\/stats/);
+
+  for (const [args, message] of [
+    [['deploy', 'deploy/none:v1', '--all'], /404 Not found: image deploy\/none:v1/],
+    [['deploy', 'deploy/tiny:v1', '--hosts', 'ghost'], /unknown host\(s\) ghost/],
+    [['deploy', 'deploy/tiny:v1'], /name the target/],
+  ] as const) {
+    const failed = await runCli([...args, '--registry', registry.url]);
+    t.equal(failed.code, 2, args.join(' '));
+    t.match(failed.stderr, message);
+    t.notMatch(failed.stderr, /\n\s+at /, 'no stack trace');
+  }
 });
