@@ -216,6 +216,23 @@ export class Distributions {
     return this.get(id);
   }
 
+  /** Jobs by status, and the age of the oldest live one (what a "stuck job" alert watches). */
+  async stats(): Promise<{ byStatus: Record<string, number>; oldestLiveSeconds: number }> {
+    const rows = await this.db.query<{ status: string; count: number; oldest: number | null }>(
+      `SELECT status, COUNT(*)::int AS count,
+         MAX(EXTRACT(EPOCH FROM (CURRENT_TIMESTAMP - created_at)))::float8 AS oldest
+       FROM distributions GROUP BY status`,
+    );
+    const byStatus: Record<string, number> = {};
+    let oldestLiveSeconds = 0;
+    for (const row of rows) {
+      byStatus[row.status] = row.count;
+      if (LIVE.includes(row.status as JobStatus))
+        oldestLiveSeconds = Math.max(oldestLiveSeconds, row.oldest ?? 0);
+    }
+    return { byStatus, oldestLiveSeconds };
+  }
+
   /** The live jobs a host has yet to finish: what its heartbeat answer carries. */
   async assignmentsFor(hostId: string): Promise<Assignment[]> {
     const rows = await this.db.query<{ id: string; image: string; layers: JobRow['layers'] }>(

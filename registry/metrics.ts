@@ -1,6 +1,8 @@
 // The registry's own Prometheus metrics, beside the HTTP request metrics every service has.
-import { Counter, Histogram } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import { createServiceMetrics, type ServiceMetrics } from '../shared/metrics.ts';
+import type { Distributions } from './distributions.ts';
+import type { Fleet } from './fleet.ts';
 
 export interface RegistryMetrics extends ServiceMetrics {
   bytesIn: Counter;
@@ -45,4 +47,42 @@ export function createRegistryMetrics(): RegistryMetrics {
       registers,
     }),
   };
+}
+
+/** Gauges of the fleet and its distribution jobs, read from the database at each scrape. */
+export function registerFleetGauges(
+  metrics: RegistryMetrics,
+  fleet: Fleet,
+  distributions: Distributions,
+): void {
+  const registers = [metrics.registry];
+  new Gauge({
+    name: 'zedge_registry_hosts',
+    help: 'Hosts of the fleet, by zone and state (online, offline)',
+    labelNames: ['zone', 'state'],
+    registers,
+    async collect() {
+      this.reset();
+      for (const host of await fleet.list()) this.inc({ zone: host.zone, state: host.state });
+    },
+  });
+  new Gauge({
+    name: 'zedge_registry_distributions',
+    help: 'Distribution jobs by status',
+    labelNames: ['status'],
+    registers,
+    async collect() {
+      const { byStatus } = await distributions.stats();
+      for (const status of ['pending', 'running', 'completed', 'failed', 'cancelled'])
+        this.set({ status }, byStatus[status] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'zedge_registry_distribution_oldest_live_seconds',
+    help: 'Age of the oldest pending or running distribution job (0 when none)',
+    registers,
+    async collect() {
+      this.set((await distributions.stats()).oldestLiveSeconds);
+    },
+  });
 }

@@ -15,7 +15,7 @@ import { Distributions } from './distributions.ts';
 import { EdgeWarmer } from './edge-warmer.ts';
 import { Fleet } from './fleet.ts';
 import { Metadata } from './metadata.ts';
-import { createRegistryMetrics } from './metrics.ts';
+import { createRegistryMetrics, registerFleetGauges } from './metrics.ts';
 import { ociRouteOf, ociRoutes } from './oci/routes.ts';
 import { SwarmRegistrar } from './swarm-registrar.ts';
 import { TorrentService } from './torrents.ts';
@@ -58,6 +58,8 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     onBytesReceived: (bytes) => metrics.bytesIn.inc(bytes),
   });
   const fleet = new Fleet(db, config.heartbeatIntervalSeconds);
+  const distributions = new Distributions(db, fleet);
+  registerFleetGauges(metrics, fleet, distributions);
   const context: RegistryContext = {
     config,
     db,
@@ -66,7 +68,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     hashPool,
     metadata,
     fleet,
-    distributions: new Distributions(db, fleet),
+    distributions,
     edgeWarmer: new EdgeWarmer(config.seeders, log),
     uploads,
     torrents,

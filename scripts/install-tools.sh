@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the real clients the tests and benchmarks drive, from Debian's packages, where missing:
-# skopeo (OCI client) and aria2 (BitTorrent client) for the tests; with --bench also Debian's
-# docker-registry (CNCF distribution) and opentracker, the baselines of loadtest/, and wrk to load them.
+# skopeo (OCI client), aria2 (BitTorrent client) and prometheus (its promtool checks deploy/prometheus)
+# for the tests; with --bench also Debian's docker-registry (CNCF distribution) and opentracker, the
+# baselines of loadtest/, and wrk to load them.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LOG_TAG=install-tools
 # shellcheck source=scripts/lib.sh
 . "$here/lib.sh"
 
-packages=(skopeo aria2 tar)
+packages=(skopeo aria2 tar prometheus)
 [[ ${1:-} == --bench ]] && packages+=(docker-registry opentracker wrk)
 ensure_packages "${packages[@]}"
 log "ready: ${packages[*]}"
