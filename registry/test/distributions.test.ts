@@ -219,8 +219,15 @@ for (const backend of BACKENDS) {
     const metrics = await (await fetch(`${registry.url}/metrics`)).text();
     t.match(metrics, /zedge_registry_distributions\{status="failed"[^}]*\} 1/, 'jobs by status in /metrics');
     t.match(metrics, /zedge_registry_distributions\{status="cancelled"[^}]*\} 1/);
-    t.match(metrics, /zedge_registry_hosts\{zone="zone-b",state="online"[^}]*\} 1/, 'hosts by zone and state');
-    t.match(metrics, /zedge_registry_distribution_oldest_live_seconds\{?[^\n]*\} [\d.]+|zedge_registry_distribution_oldest_live_seconds [\d.]+/);
+    t.match(
+      metrics,
+      /zedge_registry_hosts\{zone="zone-b",state="online"[^}]*\} 1/,
+      'hosts by zone and state',
+    );
+    t.match(
+      metrics,
+      /zedge_registry_distribution_oldest_live_seconds\{?[^\n]*\} [\d.]+|zedge_registry_distribution_oldest_live_seconds [\d.]+/,
+    );
     const listed = await call(`${api}/distributions?status=cancelled`, 'GET');
     t.same(
       listed.body.distributions.map((entry: Job) => entry.id),
