@@ -2,18 +2,13 @@
 // /healthz. Errors are problem documents.
 import { stat } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
-import { ProblemError } from '../shared/errors.ts';
+import { ProblemError, problemOf } from '../shared/errors.ts';
+import { cacheEntryView } from '../shared/layer-cache.ts';
 import type { AgentContext } from './context.ts';
 
 export async function agentApiRoutes(app: FastifyInstance, context: AgentContext): Promise<void> {
   app.setErrorHandler((error, request, reply) => {
-    const candidate = error as { statusCode?: number; message?: string };
-    const problem =
-      error instanceof ProblemError
-        ? error
-        : candidate.statusCode && candidate.statusCode < 500
-          ? new ProblemError(candidate.statusCode, 'bad-request', 'Bad request', candidate.message)
-          : new ProblemError(500, 'internal', 'Internal error', 'internal error');
+    const problem = problemOf(error);
     if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
     reply.code(problem.status).type('application/problem+json').send(problem.toBody(request.url));
   });
@@ -36,13 +31,9 @@ export async function agentApiRoutes(app: FastifyInstance, context: AgentContext
       torrentPort: swarm.port,
       capacityBytes: cache.capacity,
       usedBytes: cache.usedBytes,
-      layers: cache.list().map((entry) => ({
-        digest: entry.digest,
-        size: entry.size,
-        lastUsed: new Date(entry.lastUsed).toISOString(),
-        pins: entry.pins,
-        seeding: swarm.seedStatus(entry.digest) ?? null,
-      })),
+      layers: cache
+        .list()
+        .map((entry) => ({ ...cacheEntryView(entry), seeding: swarm.seedStatus(entry.digest) ?? null })),
       downloads: downloader.list().map(({ flight, bytes }) => ({
         digest: flight.digest,
         state: flight.state,

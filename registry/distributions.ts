@@ -169,7 +169,8 @@ export class Distributions {
 
   async get(id: string): Promise<DistributionView | undefined> {
     if (!UUID.test(id)) return undefined;
-    await this.failSilentHosts(id);
+    const fleet = await this.fleet.list();
+    await this.failSilentHosts(id, fleet);
     const jobs = await this.db.query<JobRow>('SELECT * FROM distributions WHERE id = $1', [id]);
     const job = jobs[0];
     if (!job) return undefined;
@@ -177,7 +178,7 @@ export class Distributions {
       'SELECT * FROM distribution_hosts WHERE distribution_id = $1 ORDER BY host_id',
       [id],
     );
-    return this.view(job, rows, await this.fleet.list());
+    return this.view(job, rows, fleet);
   }
 
   async list(filter: { status?: JobStatus } = {}): Promise<DistributionView[]> {
@@ -285,8 +286,8 @@ export class Distributions {
   }
 
   /** Hosts that went offline while running a job fail for it; the others are unaffected. */
-  private async failSilentHosts(id: string): Promise<void> {
-    const offline = (await this.fleet.list({ state: 'offline' })).map((host) => host.hostId);
+  private async failSilentHosts(id: string, fleet: Host[]): Promise<void> {
+    const offline = fleet.filter((host) => host.state === 'offline').map((host) => host.hostId);
     if (offline.length === 0) return;
     await this.db.transaction(async (tx) => {
       const failed = await tx.query(

@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Digest, parseDigest } from '../shared/digest.ts';
 import { OciError, problems } from '../shared/errors.ts';
 import { type ImageReference, parseImageReference } from '../shared/image-reference.ts';
+import { cacheEntryView } from '../shared/layer-cache.ts';
 import { sendLayerFile } from '../shared/layer-response.ts';
 import type { SeederContext } from './context.ts';
 import { imageBlobs } from './images.ts';
@@ -76,13 +77,9 @@ export async function seederRoutes(app: FastifyInstance, context: SeederContext)
       capacityBytes: cache.capacity,
       usedBytes: cache.usedBytes,
       reservedBytes: cache.reservedBytes,
-      layers: cache.list().map((entry) => ({
-        digest: entry.digest,
-        size: entry.size,
-        lastUsed: new Date(entry.lastUsed).toISOString(),
-        pins: entry.pins,
-        seeding: seeding.status(entry.digest) ?? null,
-      })),
+      layers: cache
+        .list()
+        .map((entry) => ({ ...cacheEntryView(entry), seeding: seeding.status(entry.digest) ?? null })),
       fetching: fetcher.list().map((flight) => ({
         digest: flight.digest,
         state: flight.state,

@@ -91,3 +91,18 @@ export const problems = {
   insufficientStorage: (detail: string) =>
     new ProblemError(507, 'insufficient-storage', 'Insufficient storage', detail),
 };
+
+/**
+ * Any failure as a problem document: problems as they are, OCI errors with their status, fastify's
+ * validation and other client errors as 400-class `bad-request`, anything else a 500 that tells
+ * nothing of the internals.
+ */
+export function problemOf(error: unknown): ProblemError {
+  if (error instanceof ProblemError) return error;
+  if (error instanceof OciError)
+    return new ProblemError(error.status, error.code.toLowerCase(), error.code, error.message);
+  const candidate = error as { statusCode?: number; message?: string; validation?: unknown };
+  if (candidate.validation || (candidate.statusCode && candidate.statusCode < 500))
+    return new ProblemError(candidate.statusCode ?? 400, 'bad-request', 'Bad request', candidate.message);
+  return new ProblemError(500, 'internal', 'Internal error', 'internal error');
+}

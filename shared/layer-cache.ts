@@ -18,6 +18,21 @@ export interface CacheEntry {
 }
 
 /** The cache cannot make room for a layer: larger than the capacity, or the rest is pinned or reserved. */
+/** A cache entry as status endpoints show it. */
+export function cacheEntryView(entry: CacheEntry): {
+  digest: Digest;
+  size: number;
+  lastUsed: string;
+  pins: number;
+} {
+  return {
+    digest: entry.digest,
+    size: entry.size,
+    lastUsed: new Date(entry.lastUsed).toISOString(),
+    pins: entry.pins,
+  };
+}
+
 export class CacheFullError extends Error {
   constructor(
     readonly size: number,

@@ -7,7 +7,7 @@ import t from 'tap';
 import { startAgent } from '../../test/support/agent.ts';
 import { provisionBackend, startRegistryAndTracker } from '../../test/support/backends.ts';
 import { sha256 } from '../../test/support/oci.ts';
-import { buildLayout, pullToLayout, SKOPEO_COPY_FLAGS, skopeo } from '../../test/support/oci-layout.ts';
+import { buildLayout, pullToLayout, pushLayout, skopeo } from '../../test/support/oci-layout.ts';
 
 t.test('skopeo pulls through the agent', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
@@ -15,13 +15,7 @@ t.test('skopeo pulls through the agent', async (t) => {
   const work = await mkdtemp(join(tmpdir(), 'zedge-agent-skopeo-'));
   t.teardown(() => rm(work, { recursive: true, force: true }));
   const image = await buildLayout(work, 'v1', [3 * 1024 * 1024, 1024 * 1024, 64 * 1024]);
-  await skopeo([
-    'copy',
-    ...SKOPEO_COPY_FLAGS,
-    '--dest-tls-verify=false',
-    `oci:${image.dir}:v1`,
-    `docker://${new URL(registry.url).host}/zedge/desktop:v1`,
-  ]);
+  await pushLayout(image.dir, 'v1', `docker://${new URL(registry.url).host}/zedge/desktop:v1`);
   const agent = await startAgent(t, { ZEDGE_REGISTRY_URL: registry.url, ZEDGE_AGENT_CENTER_DELAY_MS: '300' });
   const host = new URL(agent.url).host;
   const raw = await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${host}/zedge/desktop:v1`]);

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { problems } from '../../shared/errors.ts';
 import type { RegistryContext } from '../context.ts';
-import type { HostState } from '../fleet.ts';
+import type { HostRegistration, HostReport, HostState } from '../fleet.ts';
 
 const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
 const ZONE = '^[A-Za-z0-9._-]{1,64}$';
@@ -28,29 +28,24 @@ export async function hostRoutes(app: FastifyInstance, context: RegistryContext)
     required: ['hostId'],
   } as const;
 
-  app.post<{
-    Body: {
-      hostId: string;
-      zone: string;
-      address: string;
-      cacheCapacityBytes: number;
-      cacheUsedBytes?: number;
-      agentVersion?: string;
-    };
-  }>('/hosts', { schema: { body: registration } }, async (request, reply) => {
-    const host = await fleet.register(request.body);
-    request.log.info({ hostId: host.hostId, zone: host.zone }, 'host registered');
-    return reply
-      .code(200)
-      .header('Location', `/api/v1/hosts/${host.hostId}`)
-      .send({
-        host,
-        heartbeatIntervalSeconds: fleet.heartbeatIntervalSeconds,
-        jobs: await distributions.assignmentsFor(host.hostId),
-      });
-  });
+  app.post<{ Body: HostRegistration }>(
+    '/hosts',
+    { schema: { body: registration } },
+    async (request, reply) => {
+      const host = await fleet.register(request.body);
+      request.log.info({ hostId: host.hostId, zone: host.zone }, 'host registered');
+      return reply
+        .code(200)
+        .header('Location', `/api/v1/hosts/${host.hostId}`)
+        .send({
+          host,
+          heartbeatIntervalSeconds: fleet.heartbeatIntervalSeconds,
+          jobs: await distributions.assignmentsFor(host.hostId),
+        });
+    },
+  );
 
-  app.put<{ Params: { hostId: string }; Body: { cacheUsedBytes?: number } | undefined }>(
+  app.put<{ Params: { hostId: string }; Body: HostReport | undefined }>(
     '/hosts/:hostId/heartbeat',
     {
       schema: {

@@ -2,7 +2,7 @@
 // blob torrents, and blob bytes for BEP 19 web seeds.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Digest, parseDigest } from '../../shared/digest.ts';
-import { OciError, ProblemError, problems } from '../../shared/errors.ts';
+import { problemOf, problems } from '../../shared/errors.ts';
 import { MediaTypes } from '../../shared/media-types.ts';
 import { encodeTorrent } from '../../shared/torrent/metainfo.ts';
 import { sendBlob } from '../blob-response.ts';
@@ -12,7 +12,7 @@ import { hostRoutes } from './hosts.ts';
 
 export async function apiRoutes(app: FastifyInstance, context: RegistryContext): Promise<void> {
   app.setErrorHandler((error, request, reply) => {
-    const problem = toProblem(error);
+    const problem = problemOf(error);
     if (problem.status >= 500) request.log.error({ err: error }, 'api error');
     reply.code(problem.status).type('application/problem+json').send(problem.toBody(request.url));
   });
@@ -87,15 +87,4 @@ function blobDigest(value: string): Digest {
   } catch (error) {
     throw problems.badRequest((error as Error).message);
   }
-}
-
-function toProblem(error: unknown): ProblemError {
-  if (error instanceof ProblemError) return error;
-  if (error instanceof OciError)
-    return new ProblemError(error.status, error.code.toLowerCase(), error.code, error.message);
-  const candidate = error as { statusCode?: number; message?: string; validation?: unknown };
-  if (candidate.validation || (candidate.statusCode && candidate.statusCode < 500)) {
-    return new ProblemError(candidate.statusCode ?? 400, 'bad-request', 'Bad request', candidate.message);
-  }
-  return new ProblemError(500, 'internal', 'Internal error', 'internal error');
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
 import { sha256 } from '../../test/support/oci.ts';
-import { buildLayout, pullToLayout, SKOPEO_COPY_FLAGS, skopeo } from '../../test/support/oci-layout.ts';
+import { buildLayout, pullToLayout, pushLayout, skopeo } from '../../test/support/oci-layout.ts';
 
 for (const backend of BACKENDS) {
   t.test(`${backend}: skopeo push and pull`, async (t) => {
@@ -17,13 +17,7 @@ for (const backend of BACKENDS) {
     t.teardown(() => rm(work, { recursive: true, force: true }));
     const image = await buildLayout(work, 'v1', [3 * 1024 * 1024, 1024 * 1024, 64 * 1024]);
 
-    await skopeo([
-      'copy',
-      ...SKOPEO_COPY_FLAGS,
-      '--dest-tls-verify=false',
-      `oci:${image.dir}:v1`,
-      `docker://${host}/zedge/desktop:v1`,
-    ]);
+    await pushLayout(image.dir, 'v1', `docker://${host}/zedge/desktop:v1`);
     const raw = await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${host}/zedge/desktop:v1`]);
     t.equal(
       sha256(raw.stdout),
@@ -40,13 +34,7 @@ for (const backend of BACKENDS) {
 
     // A second push of the same image moves no layer bytes again.
     const before = await (await fetch(`${url}/metrics`)).text();
-    await skopeo([
-      'copy',
-      ...SKOPEO_COPY_FLAGS,
-      '--dest-tls-verify=false',
-      `oci:${image.dir}:v1`,
-      `docker://${host}/zedge/desktop:v2`,
-    ]);
+    await pushLayout(image.dir, 'v1', `docker://${host}/zedge/desktop:v2`);
     const after = await (await fetch(`${url}/metrics`)).text();
     const bytesIn = (text: string) =>
       Number(/zedge_registry_bytes_in_total\{[^}]*\} (\d+)/.exec(text)?.[1] ?? 0);

@@ -5,10 +5,7 @@ import { join } from 'node:path';
 import { type AgentConfig, agentConfig } from '../../agent/config.ts';
 import { type AgentServer, createAgent } from '../../agent/server.ts';
 import { createLogger } from '../../shared/logger.ts';
-
-interface Teardown {
-  teardown(fn: () => unknown): void;
-}
+import { closeOnce, type Teardown } from './backends.ts';
 
 export interface RunningAgent {
   url: string;
@@ -32,12 +29,8 @@ export async function startAgent(t: Teardown, env: Record<string, string>): Prom
   });
   const server = await createAgent(config, createLogger('agent-test', process.env.LOG_LEVEL ?? 'warn'));
   const url = await server.listen();
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await server.close();
-  };
+  const close = closeOnce(t, () => server.close());
+  // The cache directory outlives an explicit close (a test may restart on it), not the test.
   t.teardown(async () => {
     await close();
     if (ownDir) await rm(ownDir, { recursive: true, force: true });

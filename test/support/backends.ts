@@ -29,7 +29,7 @@ export const BACKENDS: BackendName[] = (process.env.ZEDGE_TEST_BACKENDS ?? 'embe
   .split(',')
   .filter(Boolean) as BackendName[];
 
-interface Teardown {
+export interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
@@ -125,7 +125,7 @@ async function pgliteTemplate(): Promise<string> {
 }
 
 /** A close function for a test service: run at teardown unless the test ran it first. */
-function closeOnce(t: Teardown, close: () => Promise<void>): () => Promise<void> {
+export function closeOnce(t: Teardown, close: () => Promise<void>): () => Promise<void> {
   let closing: Promise<void> | undefined;
   const once = () => {
     closing ??= close();

@@ -3,13 +3,14 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Teardown } from './backends.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const cliMain = resolve(root, 'cli/main.ts');
 
 /** Runs `zedge-p2p <args>` and resolves with the URL of every service once each logged "<role> ready". */
 export async function startCli(
-  t: { teardown(fn: () => unknown): void },
+  t: Teardown,
   args: string[],
   roles: string[],
   env: Record<string, string> = {},

@@ -101,6 +101,11 @@ export async function skopeo(args: string[]): Promise<{ stdout: string; stderr: 
 
 export const SKOPEO_COPY_FLAGS = ['--preserve-digests', '--dest-oci-accept-uncompressed-layers', '--quiet'];
 
+/** Pushes the layout's image tagged `tag` to `destination` (a `docker://` reference on a plain-HTTP registry). */
+export async function pushLayout(dir: string, tag: string, destination: string): Promise<void> {
+  await skopeo(['copy', ...SKOPEO_COPY_FLAGS, '--dest-tls-verify=false', `oci:${dir}:${tag}`, destination]);
+}
+
 /** Pulls `source` (a `docker://` reference on a plain-HTTP registry) into an OCI layout; the blobs it got. */
 export async function pullToLayout(source: string, dir: string): Promise<string[]> {
   await skopeo(['copy', ...SKOPEO_COPY_FLAGS, '--src-tls-verify=false', source, `oci:${dir}:pulled`]);

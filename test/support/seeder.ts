@@ -6,10 +6,7 @@ import { join } from 'node:path';
 import { type SeederConfig, seederConfig } from '../../seeder/config.ts';
 import { createSeeder, type SeederServer } from '../../seeder/server.ts';
 import { createLogger } from '../../shared/logger.ts';
-
-interface Teardown {
-  teardown(fn: () => unknown): void;
-}
+import { closeOnce, type Teardown } from './backends.ts';
 
 export interface RunningSeeder {
   url: string;
@@ -33,12 +30,8 @@ export async function startSeeder(t: Teardown, env: Record<string, string>): Pro
   });
   const server = await createSeeder(config, createLogger('seeder-test', process.env.LOG_LEVEL ?? 'warn'));
   const url = await server.listen();
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await server.close();
-  };
+  const close = closeOnce(t, () => server.close());
+  // The cache directory outlives an explicit close (a test may restart on it), not the test.
   t.teardown(async () => {
     await close();
     if (ownDir) await rm(ownDir, { recursive: true, force: true });
