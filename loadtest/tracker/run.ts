@@ -10,7 +10,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { freePort, startProcess, stopProcess, waitForHttp } from '../lib/process.ts';
+import { cpuSeconds, freePort, startProcess, stopProcess, waitForHttp } from '../lib/process.ts';
+import { CpuCap } from './cpu-cap.ts';
 
 const run = promisify(execFile);
 const { values } = parseArgs({
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '50' },
     swarms: { type: 'string', default: '100' },
     peers: { type: 'string', default: '5000' },
+    'tracker-cpu': { type: 'string', default: '0.4' },
   },
 });
 const seconds = Number(values.seconds);
@@ -88,7 +90,13 @@ async function probe(url: string): Promise<void> {
   if (body.includes('failure reason')) throw new Error(`${url} refuses the workload: ${body}`);
 }
 
-async function startZedge(env: Record<string, string>): Promise<{ url: string; stop: () => Promise<void> }> {
+interface Zedge {
+  url: string;
+  pid: number;
+  stop: () => Promise<void>;
+}
+
+async function startZedge(env: Record<string, string>, cap?: CpuCap): Promise<Zedge> {
   const port = await freePort();
   const child = startProcess(
     process.execPath,
@@ -98,6 +106,7 @@ async function startZedge(env: Record<string, string>): Promise<{ url: string; s
       ...env,
     },
   );
+  if (cap) await cap.add(child.pid!);
   const url = `http://127.0.0.1:${port}`;
   await waitForHttp(`${url}/healthz`);
   for (const infoHash of infoHashes) {
@@ -109,7 +118,7 @@ async function startZedge(env: Record<string, string>): Promise<{ url: string; s
     await response.arrayBuffer();
   }
   await probe(url);
-  return { url, stop: () => stopProcess(child) };
+  return { url, pid: child.pid!, stop: () => stopProcess(child) };
 }
 
 async function startOpentracker(): Promise<{ url: string; stop: () => Promise<void> }> {
@@ -146,57 +155,106 @@ async function startOpentracker(): Promise<{ url: string; stop: () => Promise<vo
   return { url, stop: () => stopProcess(child) };
 }
 
-const results: Record<string, WrkResult> = {};
+interface Result extends WrkResult {
+  /** CPU the tracker process(es) used, in cores, while loaded. */
+  trackerCores?: number;
+  /** CPU Redis used, in cores, while loaded. */
+  redisCores?: number;
+}
+
+async function redisCpuSeconds(): Promise<number> {
+  const { stdout } = await run('redis-cli', ['-u', redisUrl, 'info', 'cpu']);
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(stdout)?.[1] ?? 0);
+  return field('used_cpu_user') + field('used_cpu_sys');
+}
+
+/** wrk against each tracker with its share of the connections, together; CPU use alongside. */
+async function load(trackers: Zedge[], redis: boolean): Promise<Result> {
+  const trackerCpu = () => trackers.reduce((sum, tracker) => sum + cpuSeconds(tracker.pid), 0);
+  const [trackerBefore, redisBefore] = [trackerCpu(), redis ? await redisCpuSeconds() : 0];
+  const each = await Promise.all(
+    trackers.map((tracker) => wrk(`${tracker.url}/announce`, connections / trackers.length)),
+  );
+  const [trackerAfter, redisAfter] = [trackerCpu(), redis ? await redisCpuSeconds() : 0];
+  return {
+    requestsPerSecond: each.reduce((sum, result) => sum + result.requestsPerSecond, 0),
+    p50ms: Math.max(...each.map((result) => result.p50ms)),
+    p99ms: Math.max(...each.map((result) => result.p99ms)),
+    errors: each.reduce((sum, result) => sum + result.errors, 0),
+    trackerCores: (trackerAfter - trackerBefore) / seconds,
+    ...(redis ? { redisCores: (redisAfter - redisBefore) / seconds } : {}),
+  };
+}
+
+const results: Record<string, Result> = {};
+const caps: CpuCap[] = [];
+let capSkipped: string | undefined;
+const prefix = `zedge-bench-${randomBytes(4).toString('hex')}:`;
 try {
   const opentracker = await startOpentracker();
   results.opentracker = await wrk(`${opentracker.url}/announce`, connections);
   await opentracker.stop();
 
   const memory = await startZedge({});
-  results['zedge (memory)'] = await wrk(`${memory.url}/announce`, connections);
+  results['zedge (memory)'] = await load([memory], false);
   await memory.stop();
 
-  const prefix = `zedge-bench-${randomBytes(4).toString('hex')}:`;
   const redisEnv = { REDIS_URL: redisUrl, ZEDGE_REDIS_PREFIX: prefix };
   const first = await startZedge(redisEnv);
-  results['zedge (redis, 1 process)'] = await wrk(`${first.url}/announce`, connections);
+  results['zedge (redis, 1 process)'] = await load([first], true);
   const second = await startZedge(redisEnv);
   // Two processes behind "one address": the same load split over both, measured together.
-  const [a, b] = await Promise.all([
-    wrk(`${first.url}/announce`, connections / 2),
-    wrk(`${second.url}/announce`, connections / 2),
-  ]);
-  results['zedge (redis, 2 processes)'] = {
-    requestsPerSecond: a.requestsPerSecond + b.requestsPerSecond,
-    p50ms: Math.max(a.p50ms, b.p50ms),
-    p99ms: Math.max(a.p99ms, b.p99ms),
-    errors: a.errors + b.errors,
-  };
+  results['zedge (redis, 2 processes)'] = await load([first, second], true);
   await first.stop();
   await second.stop();
+
+  // Scale-out with the tracker as the limit: each process held to the same CPU budget.
+  const budget = Number(values['tracker-cpu']);
+  const capped: Zedge[] = [];
+  for (const index of [1, 2]) {
+    const cap = await CpuCap.create(`${prefix.replace(':', '')}-${index}`, budget);
+    if (typeof cap === 'string') {
+      capSkipped = cap;
+      break;
+    }
+    caps.push(cap);
+    capped.push(await startZedge(redisEnv, cap));
+    results[`zedge (redis, ${index} x ${budget} CPU)`] = await load(capped, true);
+  }
+  for (const tracker of capped) await tracker.stop();
+} finally {
+  for (const cap of caps) await cap.remove();
+  await rm(work, { recursive: true, force: true });
   await run('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `${prefix}*`]).then(async ({ stdout }) => {
     const keys = stdout.split('\n').filter(Boolean);
     for (let at = 0; at < keys.length; at += 500)
       await run('redis-cli', ['-u', redisUrl, 'del', ...keys.slice(at, at + 500)]);
   });
-} finally {
-  await rm(work, { recursive: true, force: true });
 }
 
 const baseline = results.opentracker!.requestsPerSecond;
 console.log(
   `\ntracker announces, ${connections} connections, ${seconds} s each, ${values.swarms} swarms, ${values.peers} peers (wrk, loopback)`,
 );
-console.log('tracker                      announces/s   p50 ms   p99 ms   errors   vs opentracker');
+console.log(
+  'tracker                          announces/s   p50 ms   p99 ms   errors  tracker CPU  Redis CPU  vs opentracker',
+);
+const cores = (value: number | undefined) => (value === undefined ? '' : value.toFixed(2));
 for (const [name, result] of Object.entries(results)) {
   console.log(
-    `${name.padEnd(28)} ${result.requestsPerSecond.toFixed(0).padStart(11)} ${result.p50ms.toFixed(2).padStart(8)} ${result.p99ms
-      .toFixed(2)
-      .padStart(
-        8,
-      )} ${String(result.errors).padStart(8)}   ${(result.requestsPerSecond / baseline).toFixed(2)}x`,
+    [
+      name.padEnd(32),
+      result.requestsPerSecond.toFixed(0).padStart(11),
+      result.p50ms.toFixed(2).padStart(8),
+      result.p99ms.toFixed(2).padStart(8),
+      String(result.errors).padStart(8),
+      cores(result.trackerCores).padStart(12),
+      cores(result.redisCores).padStart(10),
+      `${(result.requestsPerSecond / baseline).toFixed(2)}x`.padStart(15),
+    ].join(' '),
   );
 }
+if (capSkipped) console.log(`\nCPU-capped scale-out skipped: ${capSkipped}`);
 const reportDir = join(import.meta.dirname, 'reports');
 await mkdir(reportDir, { recursive: true });
 const reportFile = join(reportDir, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
