@@ -6,7 +6,7 @@ import { Server as BittorrentServer } from 'bittorrent-tracker';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { Counter, Gauge } from 'prom-client';
 import { parseDigest } from '../shared/digest.ts';
-import { ProblemError, problems } from '../shared/errors.ts';
+import { problemOf, problems } from '../shared/errors.ts';
 import { listenHttp } from '../shared/listen.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { createServiceMetrics, instrumentHttp } from '../shared/metrics.ts';
@@ -145,15 +145,7 @@ export async function createTracker(config: TrackerConfig, logger?: Logger): Pro
   });
   instrumentHttp(app, metrics);
   app.setErrorHandler((error, request, reply) => {
-    const problem =
-      error instanceof ProblemError
-        ? error
-        : new ProblemError(
-            (error as { statusCode?: number }).statusCode ?? 500,
-            'bad-request',
-            'Bad request',
-            (error as Error).message,
-          );
+    const problem = problemOf(error);
     if (problem.status >= 500) request.log.error({ err: error }, 'tracker api error');
     reply.code(problem.status).type('application/problem+json').send(problem.toBody(request.url));
   });

@@ -301,6 +301,13 @@ for (const backend of BACKENDS) {
       });
       t.equal(badRegistration.status, 400);
       t.equal(badRegistration.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+      const malformed = await fetch(`${tracker.url}/api/v1/swarms`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: '{"infoHash": ',
+      });
+      t.equal(malformed.status, 400, 'malformed JSON is a 400');
+      t.match(await malformed.json(), { status: 400, type: /bad-request/ }, 'as a problem body');
       t.equal((await fetch(`${tracker.url}/healthz`)).status, 200);
     });
 
