@@ -1,4 +1,5 @@
 // Getting layers into the agent's cache, one download per layer however many requests want it. The
+// first host of a swarm streams the layer from the edge over HTTP (first-leecher.ts). Otherwise the
 // ladder: the swarm (peers, with the zone's edge as web seed from the start, and the center as web
 // seed only once peers and edge delivered nothing for a moment), then plain HTTP (edge, then center)
 // when there is no torrent or the swarm stalls. Whatever the way, the whole layer's sha256 is checked
@@ -31,6 +32,7 @@ export interface DownloaderHooks {
   onCached?(digest: Digest, size: number, torrent: Buffer | undefined, seconds: number): void;
   onFailed?(digest: Digest, error: Error): void;
   onFallback?(digest: Digest, reason: string): void;
+  onFirstLeecher?(digest: Digest): void;
 }
 
 export interface DownloaderOptions {
@@ -105,8 +107,14 @@ export class Downloader {
       }
       const path = join(dir, fileNameOf(digest));
       const handle = await open(path, 'w+');
-      flight.begin(size, summary ? 'bittorrent' : 'http', handle);
-      if (summary && size > 0 && !(await this.viaSwarm(download, torrent!, summary, dir))) {
+      // The first host to want a layer streams it from the edge; the rest take the swarm.
+      const first = summary && size > 0 && !body && (await this.swarm.isFirstLeecher(summary));
+      if (first) {
+        this.hooks.onFirstLeecher?.(digest);
+        body = await openOverHttp(this.http, digest, 0);
+      }
+      flight.begin(size, body ? 'http' : 'bittorrent', handle);
+      if (summary && size > 0 && !body && !(await this.viaSwarm(download, torrent!, summary, dir))) {
         flight.source = 'http';
         body = await openOverHttp(this.http, digest, flight.written);
       }

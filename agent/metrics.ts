@@ -7,6 +7,7 @@ export interface AgentMetrics extends ServiceMetrics {
   pullDuration: Histogram<'outcome'>;
   lookups: Counter<'result'>;
   fallbacks: Counter;
+  firstLeecher: Counter;
   bytesServed: Counter<'via'>;
   cacheBytes: Gauge;
   cacheLayers: Gauge;
@@ -44,6 +45,11 @@ export function createAgentMetrics(gauges: AgentGauges): AgentMetrics {
     fallbacks: new Counter({
       name: 'zedge_agent_http_fallbacks_total',
       help: 'Downloads that left the swarm for plain HTTP (no torrent, or the swarm stalled)',
+      registers,
+    }),
+    firstLeecher: new Counter({
+      name: 'zedge_agent_first_leecher_pulls_total',
+      help: 'Downloads streamed from the edge over HTTP because the tracker showed this host alone in the swarm',
       registers,
     }),
     bytesServed: new Counter({

@@ -93,6 +93,10 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
             : 'layer download failed',
         );
       },
+      onFirstLeecher: (digest) => {
+        metrics.firstLeecher.inc();
+        log.info({ digest }, 'first host in the swarm: layer streamed from the edge');
+      },
       onFallback: (digest, reason) => {
         metrics.fallbacks.inc();
         log.info({ digest, reason }, 'layer over plain HTTP');

@@ -6,7 +6,8 @@ import type { Torrent } from 'webtorrent';
 import type { Digest } from '../shared/digest.ts';
 import type { Logger } from '../shared/logger.ts';
 import { startTorrentClient } from '../shared/torrent/client.ts';
-import { withoutWebSeeds } from '../shared/torrent/torrent-files.ts';
+import { type TorrentSummary, withoutWebSeeds } from '../shared/torrent/torrent-files.ts';
+import { isFirstLeecher } from './first-leecher.ts';
 import { type ByteSource, sourceOfWire, webSeedId, webSeedUrl } from './sources.ts';
 
 export interface SwarmOptions {
@@ -40,6 +41,16 @@ export class Swarm {
 
   get port(): number {
     return this.client.torrentPort;
+  }
+
+  /** Whether the tracker says this host is the first to want the layer (see first-leecher.ts). */
+  isFirstLeecher(summary: TorrentSummary): Promise<boolean> {
+    return isFirstLeecher(summary, {
+      peerId: this.client.peerId,
+      port: this.client.torrentPort,
+      zone: this.options.zone,
+      edges: this.options.edgeUrl ? 1 : 0,
+    });
   }
 
   get seeding(): number {

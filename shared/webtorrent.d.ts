@@ -54,6 +54,8 @@ declare module 'webtorrent' {
 
   export default class WebTorrent extends EventEmitter {
     constructor(options?: WebTorrentOptions);
+    /** Hex. */
+    readonly peerId: string;
     readonly torrentPort: number;
     readonly listening: boolean;
     readonly torrents: Torrent[];

@@ -32,9 +32,14 @@ t.test('the first agent pulls from the edge, the next ones mostly from peers', a
   // A block may arrive twice (end game): at least the layer, never less.
   t.ok(firstBytes.peers + firstBytes.edge + firstBytes.center >= layer.data.length);
   // The edge serves as web seed, and as a BitTorrent peer once it has cached the layer (counted as peers).
-  t.ok(firstBytes.edge > 0, `the edge web seed served part of the first pull: ${JSON.stringify(firstBytes)}`);
+  t.ok(firstBytes.edge > 0, `the edge served the first pull: ${JSON.stringify(firstBytes)}`);
   t.ok(firstBytes.center < layer.data.length / 2, 'the center, the last resort, sent little or nothing');
   t.equal(await metric(first.url, 'zedge_agent_bytes_total', { source: 'edge' }), firstBytes.edge);
+  t.equal(
+    await metric(first.url, 'zedge_agent_first_leecher_pulls_total'),
+    1,
+    'alone in the swarm, the first agent streamed the layer from the edge over HTTP',
+  );
   await eventually(async () => (await agentStatus(first.url)).layers[0]?.seeding, 10_000, 'first seeding');
 
   // The edge goes away: what the next agents get, they get from the first one (and each other).
@@ -48,6 +53,7 @@ t.test('the first agent pulls from the edge, the next ones mostly from peers', a
       peers > layer.data.length / 2,
       `${name} agent: most bytes from peers (${peers} peers, ${center} center)`,
     );
+    t.equal(await metric(agent.url, 'zedge_agent_first_leecher_pulls_total'), 0, `${name} agent: the swarm`);
     await eventually(
       async () => (await agentStatus(agent.url)).layers[0]?.seeding,
       10_000,
@@ -55,6 +61,31 @@ t.test('the first agent pulls from the edge, the next ones mostly from peers', a
     );
   }
   t.ok((await agentStatus(first.url)).bytesUploaded > 0, 'the first agent uploaded to its peers');
+});
+
+t.test('agents starting together: only one streams from the edge, the others take the swarm', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const { registry } = await startRegistryAndTracker(t, resources, {
+    tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '1' },
+  });
+  const layer = randomBlob(16 * MiB + 7);
+  await pushBlobMonolithic(registry.url, 'zedge/layers', layer.data);
+  const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
+  const agents = await Promise.all(
+    [0, 1, 2].map(() =>
+      startAgent(t, { ZEDGE_REGISTRY_URL: registry.url, ZEDGE_AGENT_EDGE_URL: seeder.url }),
+    ),
+  );
+  const pulled = await Promise.all(agents.map((agent) => pull(agent.url, layer.digest)));
+  for (const bytes of pulled) t.ok(bytes.equals(layer.data), 'byte-identical');
+  const firsts = await Promise.all(
+    agents.map((agent) => metric(agent.url, 'zedge_agent_first_leecher_pulls_total')),
+  );
+  t.equal(
+    firsts.reduce((sum, count) => sum + count, 0),
+    1,
+    `one first leecher among hosts that announced together (${firsts.join(', ')})`,
+  );
 });
 
 t.test('the tracker down: the pull still completes', async (t) => {

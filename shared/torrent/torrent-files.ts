@@ -1,5 +1,6 @@
 // Layer torrents fetched from the center and kept on disk (seeders and agents): a restart seeds again
 // without asking the center, and a torrent is checked to describe the layer before it is trusted.
+import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import bencode from 'bencode';
@@ -16,6 +17,10 @@ export interface TorrentSummary {
   pieceLength: number;
   /** BEP 19 web seeds the torrent names (the center's blob URL, and edges the registry was told of). */
   urlList: string[];
+  /** Hex sha1 of the info dictionary. */
+  infoHash: string;
+  /** Tracker announce URLs (`announce` and BEP 12 `announce-list`, in order, without repeats). */
+  announce: string[];
 }
 
 /** The single file's name and size and the web seeds of a bencoded torrent; undefined when malformed. */
@@ -24,17 +29,26 @@ export function summarizeTorrent(file: Uint8Array): TorrentSummary | undefined {
     const torrent = bencode.decode(file) as {
       info?: { name?: Uint8Array; length?: number; 'piece length'?: number };
       'url-list'?: Uint8Array | Uint8Array[];
+      announce?: Uint8Array;
+      'announce-list'?: Uint8Array[][];
     };
     const raw = torrent['url-list'];
     const urls = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
     const info = torrent.info;
     if (!info?.name || typeof info.length !== 'number' || !(Number(info['piece length']) > 0))
       return undefined;
+    const text = (value: Uint8Array) => Buffer.from(value).toString('utf8');
+    const announce = [torrent.announce, ...(torrent['announce-list'] ?? []).flat()]
+      .filter((url): url is Uint8Array => url instanceof Uint8Array)
+      .map(text);
     return {
-      name: Buffer.from(info.name).toString('utf8'),
+      name: text(info.name),
       length: info.length,
       pieceLength: Number(info['piece length']),
-      urlList: urls.map((url) => Buffer.from(url).toString('utf8')),
+      urlList: urls.map(text),
+      // The registry's torrents are canonical bencoding, so the decoded info re-encodes to its bytes.
+      infoHash: createHash('sha1').update(bencode.encode(info)).digest('hex'),
+      announce: [...new Set(announce)],
     };
   } catch {
     return undefined;

@@ -40,7 +40,11 @@ export async function startSeeder(t: Teardown, env: Record<string, string>): Pro
 }
 
 /** The value of one Prometheus sample (0 when absent); `labels` must match the sample's exactly. */
-export async function metric(base: string, name: string, labels: Record<string, string>): Promise<number> {
+export async function metric(
+  base: string,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const text = await (await fetch(`${base}/metrics`)).text();
   for (const line of text.split('\n')) {
     const match = /^([a-z_]+)\{([^}]*)\} (\S+)$/.exec(line);
