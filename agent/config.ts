@@ -1,7 +1,7 @@
 // The host agent's settings (environment variables; CLI flags override them).
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { ConfigError, commonConfig, type Env, integer, listenAddress } from '../shared/config.ts';
+import { ConfigError, commonConfig, type Env, integer, listenAddress, rateLimit } from '../shared/config.ts';
 
 export interface AgentConfig {
   host: string;
@@ -19,8 +19,13 @@ export interface AgentConfig {
   torrentPort: number;
   /** A manifest fetched by tag is served for this long before the tag is resolved again. */
   tagTtlMs: number;
-  /** Peers and edge alone for this long without a byte: the center joins as web seed. */
+  /** The swarm idle this long: the edge joins as web seed (it serves over BitTorrent from the start). */
+  edgeDelayMs: number;
+  /** Peers and edge idle this long: the center joins as web seed. */
   centerDelayMs: number;
+  /** BitTorrent upload and download limits, bytes per second (-1: none). */
+  uploadLimit: number;
+  downloadLimit: number;
   /** The swarm sends nothing for this long: the layer is fetched over plain HTTP (edge, then center). */
   stallTimeoutMs: number;
   /** This host's name in the registry's fleet. */
@@ -50,7 +55,10 @@ export function agentConfig(env: Env = process.env): AgentConfig {
     cacheBytes,
     torrentPort,
     tagTtlMs: integer(env, 'ZEDGE_AGENT_TAG_TTL_SECONDS', 5) * 1000,
+    edgeDelayMs: integer(env, 'ZEDGE_AGENT_EDGE_DELAY_MS', 1000),
     centerDelayMs: integer(env, 'ZEDGE_AGENT_CENTER_DELAY_MS', 2000),
+    uploadLimit: rateLimit(env, 'ZEDGE_AGENT_UPLOAD_MBIT'),
+    downloadLimit: rateLimit(env, 'ZEDGE_AGENT_DOWNLOAD_MBIT'),
     stallTimeoutMs: Math.max(500, integer(env, 'ZEDGE_AGENT_STALL_TIMEOUT_MS', 5000)),
     hostId: hostId(env.ZEDGE_AGENT_HOST_ID || hostname()),
     advertiseUrl: url(env, 'ZEDGE_AGENT_ADVERTISE_URL'),

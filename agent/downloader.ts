@@ -36,6 +36,7 @@ export interface DownloaderHooks {
 }
 
 export interface DownloaderOptions {
+  edgeDelayMs: number;
   centerDelayMs: number;
   stallTimeoutMs: number;
 }
@@ -54,14 +55,18 @@ export class Downloader {
     private readonly hooks: DownloaderHooks = {},
   ) {}
 
-  /** The layer's download, started now unless one runs. The caller checks the cache first. */
-  fetch(digest: Digest): Download {
+  /**
+   * The layer's download, started now unless one runs. The caller checks the cache first. A pull may
+   * stream from the edge when this host is the swarm's first leecher; a distribution job's prefetch
+   * (`swarmOnly`) may not: its hosts start together, and the edge is to send each piece about once.
+   */
+  fetch(digest: Digest, { swarmOnly = false }: { swarmOnly?: boolean } = {}): Download {
     const running = this.downloads.get(digest);
     if (running) return running;
     if (this.closing.signal.aborted) throw new Error('agent is closing');
     const download: Download = { flight: new Flight<Way>(digest), bytes: emptyTally() };
     this.downloads.set(digest, download);
-    void this.run(download);
+    void this.run(download, swarmOnly);
     return download;
   }
 
@@ -80,7 +85,7 @@ export class Downloader {
     this.hooks.onBytes?.(source, bytes);
   }
 
-  private async run(download: Download): Promise<void> {
+  private async run(download: Download, swarmOnly: boolean): Promise<void> {
     const { flight } = download;
     const { digest } = flight;
     let reservation: Reservation | undefined;
@@ -108,7 +113,7 @@ export class Downloader {
       const path = join(dir, fileNameOf(digest));
       const handle = await open(path, 'w+');
       // The first host to want a layer streams it from the edge; the rest take the swarm.
-      const first = summary && size > 0 && !body && (await this.swarm.isFirstLeecher(summary));
+      const first = summary && size > 0 && !swarmOnly && !body && (await this.swarm.isFirstLeecher(summary));
       if (first) {
         this.hooks.onFirstLeecher?.(digest);
         body = await openOverHttp(this.http, digest, 0);
@@ -160,6 +165,7 @@ export class Downloader {
     return new Promise<boolean>((resolve, reject) => {
       let prefix = 0;
       let lastProgress = Date.now();
+      let edgeJoined = false;
       let centerJoined = false;
       let settled = false;
       const finish = (outcome: boolean | Error) => {
@@ -187,6 +193,13 @@ export class Downloader {
       });
       const watchdog = setInterval(() => {
         const idle = Date.now() - lastProgress;
+        // Web seeds join only when the swarm (the edge's BitTorrent seeding included) goes idle: over
+        // BitTorrent the edge sends a piece to one host and the hosts pass it on, while every host's
+        // web-seed requests would each take their own copy from the edge.
+        if (!edgeJoined && idle >= this.options.edgeDelayMs) {
+          edgeJoined = true;
+          this.swarm.addEdgeWebSeed(torrent, flight.digest);
+        }
         // The center is the last resort: it joins only when peers and edge leave the swarm idle.
         if (!centerJoined && idle >= this.options.centerDelayMs) {
           centerJoined = true;

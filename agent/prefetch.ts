@@ -76,7 +76,7 @@ export class Prefetcher {
         if (cancelled) return;
         const digest = parseDigest(layer.digest).digest as Digest;
         if (!this.cache.has(digest)) {
-          const download = this.downloader.fetch(digest);
+          const download = this.downloader.fetch(digest, { swarmOnly: true });
           const before = { ...download.bytes };
           current = { written: () => download.flight.written };
           await download.flight.done;

@@ -52,6 +52,8 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
     zone: config.zone,
     torrentPort: config.torrentPort,
     edgeUrl: config.edgeUrl,
+    uploadLimit: config.uploadLimit,
+    downloadLimit: config.downloadLimit,
     log,
     onUpload: (bytes) => metrics.bytesServed.inc({ via: 'bittorrent' }, bytes),
   }).catch(async (error) => {
@@ -72,7 +74,11 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
     started,
     httpSources,
     hashPool,
-    { centerDelayMs: config.centerDelayMs, stallTimeoutMs: config.stallTimeoutMs },
+    {
+      edgeDelayMs: config.edgeDelayMs,
+      centerDelayMs: config.centerDelayMs,
+      stallTimeoutMs: config.stallTimeoutMs,
+    },
     {
       onBytes: (source, bytes) => {
         bytesBySource[source] += bytes;

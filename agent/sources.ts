@@ -1,6 +1,7 @@
 // Where an agent's layer bytes come from, in order of preference: other hosts (peers), the zone's
 // edge seeder, the center.
 import { createHash } from 'node:crypto';
+import { isEdgePeerId } from '../shared/torrent/peer-id.ts';
 
 export type ByteSource = 'peers' | 'edge' | 'center';
 
@@ -16,14 +17,15 @@ export function webSeedUrl(base: string, digest: string): string {
 }
 
 /**
- * What a wire is: a peer, or a web seed. webtorrent's web-seed wires carry no URL, but their peer id
- * is the SHA-1 (hex) of their URL: the edge's is recognised by it, any other web seed is the center.
+ * What a wire is: a peer, an edge seeder (over BitTorrent, by its peer id), or a web seed.
+ * webtorrent's web-seed wires carry no URL, but their peer id is the SHA-1 (hex) of their URL: the
+ * edge's is recognised by it, any other web seed is the center.
  */
 export function sourceOfWire(
   wire: { type?: string; peerId?: string },
   edgeWebSeedId: string | undefined,
 ): ByteSource {
-  if (wire.type !== 'webSeed') return 'peers';
+  if (wire.type !== 'webSeed') return isEdgePeerId(wire.peerId) ? 'edge' : 'peers';
   return edgeWebSeedId !== undefined && wire.peerId === edgeWebSeedId ? 'edge' : 'center';
 }
 

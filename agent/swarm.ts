@@ -6,6 +6,7 @@ import type { Torrent } from 'webtorrent';
 import type { Digest } from '../shared/digest.ts';
 import type { Logger } from '../shared/logger.ts';
 import { startTorrentClient } from '../shared/torrent/client.ts';
+import { peerIdFor } from '../shared/torrent/peer-id.ts';
 import { type TorrentSummary, withoutWebSeeds } from '../shared/torrent/torrent-files.ts';
 import { isFirstLeecher } from './first-leecher.ts';
 import { type ByteSource, sourceOfWire, webSeedId, webSeedUrl } from './sources.ts';
@@ -14,6 +15,9 @@ export interface SwarmOptions {
   zone: string;
   torrentPort: number;
   edgeUrl: string | undefined;
+  /** Bytes per second, -1 for none. */
+  uploadLimit: number;
+  downloadLimit: number;
   log: Logger;
   /** Bytes sent to peers, as they go out. */
   onUpload?: (bytes: number) => void;
@@ -32,6 +36,9 @@ export class Swarm {
     const client = await startTorrentClient(
       {
         torrentPort: options.torrentPort,
+        peerId: peerIdFor('agent'),
+        uploadLimit: options.uploadLimit,
+        downloadLimit: options.downloadLimit,
         tracker: { getAnnounceOpts: () => ({ zone: options.zone, role: 'peer' }) },
       },
       options.log,
@@ -71,9 +78,9 @@ export class Swarm {
   }
 
   /**
-   * Starts downloading a layer into `dir` from peers, with the edge (when configured) as web seed
-   * from the start. The torrent's own web seeds (the center) are left out: the caller adds them
-   * with `addWebSeed` when peers and edge do not deliver. `onBytes` counts every byte by source.
+   * Starts downloading a layer into `dir` from peers (the edge seeder among them, over BitTorrent).
+   * Web seeds are left out: the caller adds the edge's (`addEdgeWebSeed`) and then the torrent's own
+   * (the center) when the swarm does not deliver. `onBytes` counts every byte by source.
    */
   download(
     file: Buffer,
@@ -81,11 +88,8 @@ export class Swarm {
     digest: Digest,
     onBytes: (source: ByteSource, bytes: number) => void,
   ): Torrent {
+    const torrent = this.client.add(withoutWebSeeds(file), { path: dir });
     const edgeSeed = this.options.edgeUrl && webSeedUrl(this.options.edgeUrl, digest);
-    const torrent = this.client.add(withoutWebSeeds(file), {
-      path: dir,
-      ...(edgeSeed ? { urlList: [edgeSeed] } : {}),
-    });
     const edgeId = edgeSeed ? webSeedId(edgeSeed) : undefined;
     this.watch(torrent, digest);
     torrent.on(
@@ -96,6 +100,11 @@ export class Swarm {
       },
     );
     return torrent;
+  }
+
+  /** Adds the zone's edge (when configured) as web seed of a download. */
+  addEdgeWebSeed(torrent: Torrent, digest: Digest): void {
+    if (this.options.edgeUrl) torrent.addWebSeed(webSeedUrl(this.options.edgeUrl, digest));
   }
 
   /** Seeds a cached layer whose verified file is in `layersDir` (not re-hashed). Idempotent. */

@@ -1,7 +1,7 @@
 // The edge seeder's settings (environment variables; CLI flags override them).
 import { resolve } from 'node:path';
 import type { BlobStoreConfig } from '../shared/blobstore/index.ts';
-import { ConfigError, commonConfig, type Env, integer, listenAddress } from '../shared/config.ts';
+import { ConfigError, commonConfig, type Env, integer, listenAddress, rateLimit } from '../shared/config.ts';
 
 export interface SeederConfig {
   host: string;
@@ -16,6 +16,8 @@ export interface SeederConfig {
   centerUrl: string;
   /** TCP port BitTorrent peers connect to (0: any free port). */
   torrentPort: number;
+  /** BitTorrent upload limit, bytes per second (-1: none). */
+  uploadLimit: number;
   /** The blob store to read layers from directly, or undefined when this edge reaches only the center. */
   blobStore: BlobStoreConfig | undefined;
   /** Layers that warm jobs fetch at once (reads through HTTP are not queued). */
@@ -41,6 +43,7 @@ export function seederConfig(env: Env = process.env): SeederConfig {
     torrentPort,
     blobStore: boolean(env, 'ZEDGE_SEEDER_STORE_ACCESS', false) ? common.blobStore : undefined,
     warmConcurrency: Math.max(1, integer(env, 'ZEDGE_SEEDER_WARM_CONCURRENCY', 4)),
+    uploadLimit: rateLimit(env, 'ZEDGE_SEEDER_UPLOAD_MBIT'),
     hashThreads: common.hashThreads,
     logLevel: common.logLevel,
   };

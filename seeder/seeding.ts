@@ -9,6 +9,7 @@ import type { CenterClient } from '../shared/center-client.ts';
 import type { Digest } from '../shared/digest.ts';
 import type { Logger } from '../shared/logger.ts';
 import { startTorrentClient } from '../shared/torrent/client.ts';
+import { peerIdFor } from '../shared/torrent/peer-id.ts';
 import { TorrentFiles } from '../shared/torrent/torrent-files.ts';
 
 export interface SeedingOptions {
@@ -21,6 +22,8 @@ export interface SeedingOptions {
   /** Announced to trackers (with role=edge) so that they hand this edge to peers of its zone first. */
   zone: string;
   torrentPort: number;
+  /** Bytes per second, -1 for none. */
+  uploadLimit: number;
   log: Logger;
   /** Bytes sent to peers, as they go out. */
   onUpload?: (bytes: number) => void;
@@ -69,6 +72,8 @@ export class Seeding {
     const client = await startTorrentClient(
       {
         torrentPort: options.torrentPort,
+        peerId: peerIdFor('edge'),
+        uploadLimit: options.uploadLimit,
         // This client only ever seeds complete, verified layers: it has nothing to fetch from web
         // seeds, and webtorrent would keep idle connections open to every web seed (the center).
         webSeeds: false,

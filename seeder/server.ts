@@ -60,6 +60,7 @@ export async function createSeeder(config: SeederConfig, logger?: Logger): Promi
     center,
     zone: config.zone,
     torrentPort: config.torrentPort,
+    uploadLimit: config.uploadLimit,
     log,
     onUpload: (bytes) => metrics.bytesServed.inc({ via: 'bittorrent' }, bytes),
   }).catch(async (error) => {

@@ -123,3 +123,13 @@ export function integer(env: Env, name: string, fallback: number): number {
     throw new ConfigError(`${name} must be a whole number, not "${value}"`);
   return parsed;
 }
+
+/** A BitTorrent rate limit given in Mbit/s, as bytes per second for webtorrent; -1 (none) when unset or 0. */
+export function rateLimit(env: Env, name: string): number {
+  const value = env[name];
+  if (value === undefined || value === '') return -1;
+  const mbit = Number(value);
+  if (!Number.isFinite(mbit) || mbit < 0)
+    throw new ConfigError(`${name} must be Mbit/s (0: no limit), not "${value}"`);
+  return mbit === 0 ? -1 : Math.round((mbit * 1e6) / 8);
+}

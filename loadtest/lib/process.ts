@@ -33,6 +33,8 @@ export function startProcess(
     stdio: ['ignore', 'ignore', stderr],
   });
   const stop = () => child.kill('SIGKILL');
+  // A benchmark starts a few dozen services: each leaves its own exit listener.
+  process.setMaxListeners(Math.max(process.getMaxListeners(), 100));
   process.once('exit', stop);
   return child;
 }
