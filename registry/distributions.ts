@@ -93,6 +93,8 @@ interface HostRow {
   updated_at: Date | string;
 }
 
+const WENT_OFFLINE = 'host went offline';
+
 export class Distributions {
   constructor(
     private readonly db: Database,
@@ -245,7 +247,11 @@ export class Distributions {
     return rows.map((row) => ({ id: row.id, image: row.image, layers: json(row.layers) }));
   }
 
-  /** Records a host's progress; resolves to the job's status (a cancelled job tells the agent to stop). */
+  /**
+   * Records a host's progress; resolves to the job's status (a cancelled job tells the agent to stop).
+   * A host failed for going offline that reports again while the job is live is back in it: a host
+   * starved of CPU misses heartbeats and goes on downloading.
+   */
   async report(id: string, hostId: string, report: ProgressReport): Promise<JobStatus> {
     if (!UUID.test(id)) throw problems.notFound(`distribution ${id}`);
     return this.db.transaction(async (tx) => {
@@ -261,7 +267,8 @@ export class Distributions {
         `UPDATE distribution_hosts SET status = $3, bytes_done = $4,
            bytes_peers = $5, bytes_edge = $6, bytes_center = $7, error = $8,
            started_at = COALESCE(started_at, CURRENT_TIMESTAMP), updated_at = CURRENT_TIMESTAMP
-         WHERE distribution_id = $1 AND host_id = $2 AND status IN ('pending', 'running')
+         WHERE distribution_id = $1 AND host_id = $2
+           AND (status IN ('pending', 'running') OR (status = 'failed' AND error = $9))
          RETURNING host_id`,
         [
           id,
@@ -272,6 +279,7 @@ export class Distributions {
           bytes.edge ?? 0,
           bytes.center ?? 0,
           report.status === 'failed' ? (report.error ?? 'failed').slice(0, 2000) : null,
+          WENT_OFFLINE,
         ],
       );
       if (updated.length === 0) {
@@ -291,11 +299,11 @@ export class Distributions {
     if (offline.length === 0) return;
     await this.db.transaction(async (tx) => {
       const failed = await tx.query(
-        `UPDATE distribution_hosts SET status = 'failed', error = 'host went offline', updated_at = CURRENT_TIMESTAMP
+        `UPDATE distribution_hosts SET status = 'failed', error = $3, updated_at = CURRENT_TIMESTAMP
          WHERE distribution_id = $1 AND status = 'running' AND host_id = ANY($2::text[])
          AND EXISTS (SELECT 1 FROM distributions WHERE id = $1 AND status IN ('pending', 'running'))
          RETURNING host_id`,
-        [id, offline],
+        [id, offline, WENT_OFFLINE],
       );
       if (failed.length > 0) await this.settle(tx, id);
     });

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real clients the tests and benchmarks drive, from Debian's packages, where missing:
-# skopeo (OCI client), aria2 (BitTorrent client) and prometheus (its promtool checks deploy/prometheus)
+# skopeo (OCI client), aria2 (BitTorrent client), prometheus (its promtool checks deploy/prometheus)
+# and podman (pulls through an agent)
 # for the tests; with --bench also Debian's docker-registry (CNCF distribution) and opentracker, the
 # baselines of loadtest/, and wrk to load them.
 set -euo pipefail
@@ -9,7 +10,7 @@ LOG_TAG=install-tools
 # shellcheck source=scripts/lib.sh
 . "$here/lib.sh"
 
-packages=(skopeo aria2 tar prometheus)
+packages=(skopeo aria2 tar prometheus podman)
 [[ ${1:-} == --bench ]] && packages+=(docker-registry opentracker wrk)
 ensure_packages "${packages[@]}"
 log "ready: ${packages[*]}"

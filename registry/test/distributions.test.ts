@@ -264,6 +264,43 @@ t.test('a host that dies mid-job fails for it; the others are unaffected', async
   t.equal((await call(`${api}/distributions/${job.id}`, 'GET')).body.status, 'failed');
 });
 
+t.test(
+  'a host failed for going offline that reports again while the job is live is back in it',
+  async (t) => {
+    const resources = await provisionBackend(t, 'embedded');
+    const registry = await startRegistry(t, resources, { ZEDGE_HEARTBEAT_SECONDS: '1' });
+    const api = `${registry.url}/api/v1`;
+    await pushImage(registry.url, 'dist/back', 'v1', [50_000]);
+    await register(api, 'steady', 'z');
+    await register(api, 'starved', 'z');
+    const job = (await call(`${api}/distributions`, 'POST', { image: 'dist/back:v1', zones: ['z'] }))
+      .body as Job;
+    for (const host of ['steady', 'starved'])
+      await call(`${api}/distributions/${job.id}/hosts/${host}`, 'PUT', { status: 'running', bytesDone: 10 });
+    const hostStatus = async (hostId: string) =>
+      ((await call(`${api}/distributions/${job.id}`, 'GET')).body as Job).hosts.find(
+        (host) => host.hostId === hostId,
+      )?.status;
+    const deadline = Date.now() + 8000;
+    while ((await hostStatus('starved')) !== 'failed' && Date.now() < deadline) {
+      await call(`${api}/hosts/steady/heartbeat`, 'PUT', {});
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    t.equal(await hostStatus('starved'), 'failed', 'silent for three heartbeats: failed');
+    await call(`${api}/hosts/starved/heartbeat`, 'PUT', {});
+    await call(`${api}/distributions/${job.id}/hosts/starved`, 'PUT', {
+      status: 'completed',
+      bytesDone: 50_000,
+    });
+    t.equal(await hostStatus('starved'), 'completed', 'its report puts it back');
+    await call(`${api}/distributions/${job.id}/hosts/steady`, 'PUT', {
+      status: 'completed',
+      bytesDone: 50_000,
+    });
+    t.equal((await call(`${api}/distributions/${job.id}`, 'GET')).body.status, 'completed');
+  },
+);
+
 t.test('bad input to the distributions API gets problem documents', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources);
