@@ -1,4 +1,6 @@
 // `zedge-p2p status`: the fleet, live distribution jobs and the trackers' swarms, as tables.
+import { trackerStatsUrl } from '../shared/config.ts';
+import { fetchTrackerStats } from '../shared/tracker-stats.ts';
 import { registryApi } from './registry-api.ts';
 
 interface Host {
@@ -15,14 +17,6 @@ interface Job {
   image: string;
   status: string;
   progress: { hosts: number; hostsByStatus: Record<string, number>; bytesDone: number; bytesTotal: number };
-}
-
-interface Swarm {
-  infoHash: string;
-  digest: string | null;
-  seeders: number;
-  leechers: number;
-  completed: number;
 }
 
 function table(headers: string[], rows: string[][]): string {
@@ -71,10 +65,10 @@ export async function status(options: { registry: string; trackers: string[] }):
       ),
   );
   for (const tracker of options.trackers) {
-    const statsUrl = tracker.replace(/\/announce$/, '/stats');
+    const statsUrl = trackerStatsUrl(tracker);
+    if (!statsUrl) continue;
     try {
-      const response = await fetch(statsUrl, { signal: AbortSignal.timeout(5_000) });
-      const { swarms } = (await response.json()) as { swarms: Swarm[] };
+      const { swarms } = await fetchTrackerStats(statsUrl);
       sections.push(
         `swarms at ${statsUrl} (${swarms.length})\n` +
           table(

@@ -171,7 +171,42 @@ export class Distributions {
 
   async get(id: string): Promise<DistributionView | undefined> {
     if (!UUID.test(id)) return undefined;
+    return this.load(id, await this.fleet.list());
+  }
+
+  /** The last jobs (newest first, at most 100), of one status or any of several; the fleet is read once. */
+  async list(filter: { status?: JobStatus | JobStatus[]; limit?: number } = {}): Promise<DistributionView[]> {
+    const limit = Math.max(1, Math.min(filter.limit ?? 100, 100));
+    const jobs =
+      filter.status === undefined
+        ? await this.db.query<{ id: string }>(
+            'SELECT id FROM distributions ORDER BY created_at DESC LIMIT $1',
+            [limit],
+          )
+        : await this.db.query<{ id: string }>(
+            'SELECT id FROM distributions WHERE status = ANY($1::text[]) ORDER BY created_at DESC LIMIT $2',
+            [[filter.status].flat(), limit],
+          );
     const fleet = await this.fleet.list();
+    const views: DistributionView[] = [];
+    for (const { id } of jobs) {
+      const view = await this.load(id, fleet);
+      if (view) views.push(view);
+    }
+    return views;
+  }
+
+  /** Bytes every host has reported for every job, by source: a running total the dashboard samples. */
+  async bytesBySource(): Promise<BytesBySource> {
+    const rows = await this.db.query<BytesBySource>(
+      `SELECT COALESCE(SUM(bytes_peers), 0)::float8 AS peers, COALESCE(SUM(bytes_edge), 0)::float8 AS edge,
+         COALESCE(SUM(bytes_center), 0)::float8 AS center FROM distribution_hosts`,
+    );
+    const row = rows[0];
+    return { peers: Number(row?.peers ?? 0), edge: Number(row?.edge ?? 0), center: Number(row?.center ?? 0) };
+  }
+
+  private async load(id: string, fleet: Host[]): Promise<DistributionView | undefined> {
     await this.failSilentHosts(id, fleet);
     const jobs = await this.db.query<JobRow>('SELECT * FROM distributions WHERE id = $1', [id]);
     const job = jobs[0];
@@ -181,23 +216,6 @@ export class Distributions {
       [id],
     );
     return this.view(job, rows, fleet);
-  }
-
-  async list(filter: { status?: JobStatus } = {}): Promise<DistributionView[]> {
-    const jobs = filter.status
-      ? await this.db.query<{ id: string }>(
-          'SELECT id FROM distributions WHERE status = $1 ORDER BY created_at DESC LIMIT 100',
-          [filter.status],
-        )
-      : await this.db.query<{ id: string }>(
-          'SELECT id FROM distributions ORDER BY created_at DESC LIMIT 100',
-        );
-    const views: DistributionView[] = [];
-    for (const { id } of jobs) {
-      const view = await this.get(id);
-      if (view) views.push(view);
-    }
-    return views;
   }
 
   async cancel(id: string): Promise<DistributionView | undefined> {

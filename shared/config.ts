@@ -32,6 +32,10 @@ export interface RegistryConfig extends CommonConfig {
   heartbeatIntervalSeconds: number;
   /** The edge seeder of each zone (zone -> base URL): deploys ask them to warm their layers. */
   seeders: Map<string, string>;
+  /** The trackers' `GET /stats` URLs, whose swarms the dashboard shows. */
+  trackerStats: string[];
+  /** How often the dashboard samples the bytes distribution jobs got from each source. */
+  dashboardSampleSeconds: number;
   maxManifestBytes: number;
 }
 
@@ -72,6 +76,7 @@ export function commonConfig(env: Env = process.env): CommonConfig {
 
 export function registryConfig(env: Env = process.env): RegistryConfig {
   const [host, port] = listenAddress(env.ZEDGE_REGISTRY_LISTEN ?? '127.0.0.1:5000');
+  const trackers = list(env.ZEDGE_TRACKERS ?? 'http://127.0.0.1:6969/announce');
   return {
     ...commonConfig(env),
     host,
@@ -79,14 +84,25 @@ export function registryConfig(env: Env = process.env): RegistryConfig {
     publicUrl: (
       env.ZEDGE_REGISTRY_URL ?? `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`
     ).replace(/\/$/, ''),
-    trackers: list(env.ZEDGE_TRACKERS ?? 'http://127.0.0.1:6969/announce'),
+    trackers,
     webSeeds: list(env.ZEDGE_WEB_SEEDS ?? ''),
     uploadSessionTtlMs: integer(env, 'ZEDGE_UPLOAD_TTL_SECONDS', 24 * 3600) * 1000,
     uploadSweepIntervalMs: integer(env, 'ZEDGE_UPLOAD_SWEEP_SECONDS', 3600) * 1000,
     heartbeatIntervalSeconds: Math.max(1, integer(env, 'ZEDGE_HEARTBEAT_SECONDS', 10)),
     seeders: zoneUrls(env.ZEDGE_SEEDERS ?? ''),
+    trackerStats: env.ZEDGE_TRACKER_STATS
+      ? list(env.ZEDGE_TRACKER_STATS)
+      : trackers.flatMap((announce) => trackerStatsUrl(announce) ?? []),
+    dashboardSampleSeconds: Math.max(1, integer(env, 'ZEDGE_DASHBOARD_SAMPLE_SECONDS', 5)),
     maxManifestBytes: integer(env, 'ZEDGE_MAX_MANIFEST_BYTES', 4 * 1024 * 1024),
   };
+}
+
+/** A tracker's stats URL from its HTTP announce URL (`.../announce` -> `.../stats`); none for UDP trackers. */
+export function trackerStatsUrl(announce: string): string | undefined {
+  return /^https?:\/\//.test(announce)
+    ? announce.replace(/\/announce$/, '').replace(/\/$/, '') + '/stats'
+    : undefined;
 }
 
 /** `zone=url` pairs, comma-separated. */
