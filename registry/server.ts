@@ -2,7 +2,7 @@
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import { openBlobStore } from '../shared/blobstore/index.ts';
 import type { RegistryConfig } from '../shared/config.ts';
-import { openDatabase } from '../shared/db/database.ts';
+import { type Database, openDatabase } from '../shared/db/database.ts';
 import { sha256Digest } from '../shared/digest.ts';
 import { HashPool } from '../shared/hashing/pool.ts';
 import { type HttpService, listenHttp } from '../shared/listen.ts';
@@ -10,6 +10,11 @@ import { createLogger, type Logger } from '../shared/logger.ts';
 import { instrumentHttp } from '../shared/metrics.ts';
 import { openStateStore } from '../shared/state.ts';
 import { apiRoutes } from './api/routes.ts';
+import { Access } from './auth/access.ts';
+import { Accounts } from './auth/accounts.ts';
+import { Authenticator } from './auth/authenticate.ts';
+import { tokenRoutes } from './auth/token-route.ts';
+import { Tokens } from './auth/tokens.ts';
 import type { RegistryContext } from './context.ts';
 import { Distributions } from './distributions.ts';
 import { EdgeWarmer } from './edge-warmer.ts';
@@ -32,9 +37,34 @@ async function probe(check: () => Promise<unknown>): Promise<string> {
 
 export type RegistryServer = HttpService<RegistryContext>;
 
+/** The admin account at first start, and the keys that sign and verify bearer tokens. */
+async function startAuth(
+  config: RegistryConfig,
+  accounts: Accounts,
+  db: Database,
+  log: Logger,
+): Promise<Tokens> {
+  const admin = await accounts.bootstrapAdmin(config.auth.adminPassword);
+  if (admin.generated)
+    log.warn(
+      { username: 'admin', password: admin.generated },
+      'created the admin account with this generated password (shown once; set ZEDGE_ADMIN_PASSWORD to choose it)',
+    );
+  else if (admin.created) log.info({ username: 'admin' }, 'created the admin account (ZEDGE_ADMIN_PASSWORD)');
+  return Tokens.open(db, {
+    privateKeyFile: config.auth.jwtPrivateKeyFile,
+    publicKeyFile: config.auth.jwtPublicKeyFile,
+  });
+}
+
 export async function createRegistry(config: RegistryConfig, logger?: Logger): Promise<RegistryServer> {
   const log = logger ?? createLogger('registry', config.logLevel);
   const db = await openDatabase({ url: config.databaseUrl, dataDir: `${config.dataDir}/pglite` });
+  const accounts = new Accounts(db);
+  const tokens = await startAuth(config, accounts, db, log).catch(async (error) => {
+    await db.close();
+    throw error;
+  });
   const store = await openBlobStore(config.blobStore);
   const state = openStateStore({
     redisUrl: config.redisUrl,
@@ -67,6 +97,9 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     state,
     hashPool,
     metadata,
+    accounts,
+    auth: new Authenticator(accounts, tokens),
+    access: new Access(db),
     fleet,
     distributions,
     edgeWarmer: new EdgeWarmer(config.seeders, log),
@@ -96,6 +129,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     const healthy = Object.values(checks).every((value) => value === 'ok');
     return reply.code(healthy ? 200 : 503).send({ status: healthy ? 'ok' : 'unhealthy', checks });
   });
+  await app.register(async (scope) => tokenRoutes(scope, context));
   await app.register(async (scope) => ociRoutes(scope, context));
   await app.register(async (scope) => apiRoutes(scope, context), { prefix: '/api/v1' });
 

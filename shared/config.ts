@@ -37,6 +37,18 @@ export interface RegistryConfig extends CommonConfig {
   /** How often the dashboard samples the bytes distribution jobs got from each source. */
   dashboardSampleSeconds: number;
   maxManifestBytes: number;
+  auth: AuthConfig;
+}
+
+export interface AuthConfig {
+  /** The `admin` account's password at first start; generated (and logged once) when unset. */
+  adminPassword: string | undefined;
+  /** PEM RSA key that signs bearer tokens; unset (with the public key unset too): kept in the database. */
+  jwtPrivateKeyFile: string | undefined;
+  /** PEM RSA public key that verifies them; default: the private key's public half. */
+  jwtPublicKeyFile: string | undefined;
+  /** Lifetime of the tokens GET /token and POST /api/v1/tokens issue. */
+  tokenTtlSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -95,7 +107,20 @@ export function registryConfig(env: Env = process.env): RegistryConfig {
       : trackers.flatMap((announce) => trackerStatsUrl(announce) ?? []),
     dashboardSampleSeconds: Math.max(1, integer(env, 'ZEDGE_DASHBOARD_SAMPLE_SECONDS', 5)),
     maxManifestBytes: integer(env, 'ZEDGE_MAX_MANIFEST_BYTES', 4 * 1024 * 1024),
+    auth: {
+      adminPassword: adminPassword(env.ZEDGE_ADMIN_PASSWORD),
+      jwtPrivateKeyFile: env.ZEDGE_JWT_PRIVATE_KEY_FILE ? resolve(env.ZEDGE_JWT_PRIVATE_KEY_FILE) : undefined,
+      jwtPublicKeyFile: env.ZEDGE_JWT_PUBLIC_KEY_FILE ? resolve(env.ZEDGE_JWT_PUBLIC_KEY_FILE) : undefined,
+      tokenTtlSeconds: Math.max(30, integer(env, 'ZEDGE_TOKEN_TTL_SECONDS', 900)),
+    },
   };
+}
+
+function adminPassword(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  if (value.length < 8 || value.length > 1024)
+    throw new ConfigError('ZEDGE_ADMIN_PASSWORD must be 8 to 1024 characters long');
+  return value;
 }
 
 /** A tracker's stats URL from its HTTP announce URL (`.../announce` -> `.../stats`); none for UDP trackers. */

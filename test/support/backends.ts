@@ -22,6 +22,7 @@ import { openDatabase } from '../../shared/db/database.ts';
 import { createLogger } from '../../shared/logger.ts';
 import { trackerConfig } from '../../tracker/config.ts';
 import { createTracker, type TrackerServer } from '../../tracker/server.ts';
+import { ADMIN, type Credentials, fetchAs, TEST_ADMIN_PASSWORD } from './auth.ts';
 
 export type BackendName = 'embedded' | 'production';
 
@@ -139,10 +140,14 @@ export interface RunningRegistry {
   url: string;
   server: RegistryServer;
   config: RegistryConfig;
+  /** The admin account (password TEST_ADMIN_PASSWORD unless the test set another). */
+  admin: Credentials;
+  /** fetch as the admin: what tests that are not about access control use. */
+  fetch: typeof fetch;
   close(): Promise<void>;
 }
 
-/** Starts a registry in this process on a free loopback port. */
+/** Starts a registry in this process on a free loopback port, its admin's password TEST_ADMIN_PASSWORD. */
 export async function startRegistry(
   t: Teardown,
   resources: BackendResources,
@@ -151,13 +156,15 @@ export async function startRegistry(
   const config = registryConfig({
     ZEDGE_REGISTRY_LISTEN: '127.0.0.1:0',
     LOG_LEVEL: 'warn',
+    ZEDGE_ADMIN_PASSWORD: TEST_ADMIN_PASSWORD,
     ...resources.env,
     ...overrides,
   });
   const server = await createRegistry(config, createLogger('registry-test', process.env.LOG_LEVEL ?? 'warn'));
   const url = await server.listen();
   config.publicUrl = url;
-  return { url, server, config, close: closeOnce(t, () => server.close()) };
+  const admin = { ...ADMIN, password: config.auth.adminPassword ?? ADMIN.password };
+  return { url, server, config, admin, fetch: fetchAs(admin), close: closeOnce(t, () => server.close()) };
 }
 
 async function dropDatabase(url: string, database: string): Promise<void> {

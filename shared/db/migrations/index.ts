@@ -1,6 +1,7 @@
 import { registryCore } from './001-registry-core.ts';
 import { fleet } from './002-fleet.ts';
 import { distributions } from './003-distributions.ts';
+import { accounts } from './004-accounts.ts';
 
 export interface Migration {
   version: number;
@@ -9,4 +10,4 @@ export interface Migration {
   statements: string[];
 }
 
-export const migrations: Migration[] = [registryCore, fleet, distributions];
+export const migrations: Migration[] = [registryCore, fleet, distributions, accounts];
