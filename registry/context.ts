@@ -7,6 +7,7 @@ import type { StateStore } from '../shared/state.ts';
 import type { Access } from './auth/access.ts';
 import type { Accounts } from './auth/accounts.ts';
 import type { Authenticator } from './auth/authenticate.ts';
+import type { Dashboard } from './dashboard/snapshot.ts';
 import type { Distributions } from './distributions.ts';
 import type { EdgeWarmer } from './edge-warmer.ts';
 import type { Fleet } from './fleet.ts';
@@ -28,6 +29,7 @@ export interface RegistryContext {
   fleet: Fleet;
   distributions: Distributions;
   edgeWarmer: EdgeWarmer;
+  dashboard: Dashboard;
   uploads: UploadService;
   torrents: TorrentService;
   metrics: RegistryMetrics;

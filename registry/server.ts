@@ -16,6 +16,8 @@ import { Authenticator } from './auth/authenticate.ts';
 import { tokenRoutes } from './auth/token-route.ts';
 import { Tokens } from './auth/tokens.ts';
 import type { RegistryContext } from './context.ts';
+import { dashboardRoutes } from './dashboard/routes.ts';
+import { Dashboard } from './dashboard/snapshot.ts';
 import { Distributions } from './distributions.ts';
 import { EdgeWarmer } from './edge-warmer.ts';
 import { Fleet } from './fleet.ts';
@@ -90,6 +92,16 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
   const fleet = new Fleet(db, config.heartbeatIntervalSeconds);
   const distributions = new Distributions(db, fleet);
   registerFleetGauges(metrics, fleet, distributions);
+  const dashboard = new Dashboard(
+    fleet,
+    distributions,
+    {
+      trackerStats: config.trackerStats,
+      seeders: config.seeders,
+      sampleIntervalSeconds: config.dashboardSampleSeconds,
+    },
+    log,
+  );
   const context: RegistryContext = {
     config,
     db,
@@ -103,6 +115,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     fleet,
     distributions,
     edgeWarmer: new EdgeWarmer(config.seeders, log),
+    dashboard,
     uploads,
     torrents,
     metrics,
@@ -132,6 +145,8 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
   await app.register(async (scope) => tokenRoutes(scope, context));
   await app.register(async (scope) => ociRoutes(scope, context));
   await app.register(async (scope) => apiRoutes(scope, context), { prefix: '/api/v1' });
+  await app.register(async (scope) => dashboardRoutes(scope, dashboard));
+  dashboard.start();
 
   // One registry of the deployment at a time purges abandoned uploads.
   const sweeper =
@@ -153,6 +168,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     async close() {
       clearInterval(sweeper);
       await app.close();
+      dashboard.close();
       await torrents.drain();
       await hashPool.close();
       await state.close();
