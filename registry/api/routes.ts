@@ -5,18 +5,28 @@ import { type Digest, parseDigest } from '../../shared/digest.ts';
 import { problemOf, problems } from '../../shared/errors.ts';
 import { MediaTypes } from '../../shared/media-types.ts';
 import { encodeTorrent } from '../../shared/torrent/metainfo.ts';
+import { Grants } from '../auth/grants.ts';
+import { SERVICE } from '../auth/tokens.ts';
 import { sendBlob } from '../blob-response.ts';
 import type { RegistryContext } from '../context.ts';
+import { Images } from '../images.ts';
+import { accountRoutes } from './accounts.ts';
 import { distributionRoutes } from './distributions.ts';
 import { hostRoutes } from './hosts.ts';
+import { imageRoutes } from './images.ts';
 
 export async function apiRoutes(app: FastifyInstance, context: RegistryContext): Promise<void> {
   app.setErrorHandler((error, request, reply) => {
     const problem = problemOf(error);
     if (problem.status >= 500) request.log.error({ err: error }, 'api error');
+    if (problem.status === 401) reply.header('WWW-Authenticate', `Basic realm="${SERVICE}"`);
     reply.code(problem.status).type('application/problem+json').send(problem.toBody(request.url));
   });
 
+  await app.register(async (scope) => accountRoutes(scope, context));
+  await app.register(async (scope) =>
+    imageRoutes(scope, context, new Images(context.db), new Grants(context.db)),
+  );
   await app.register(async (scope) => hostRoutes(scope, context));
   await app.register(async (scope) => distributionRoutes(scope, context));
 

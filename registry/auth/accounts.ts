@@ -79,8 +79,9 @@ const TEAM_TABLES: Record<TeamKind, { table: string; members: string; key: strin
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const USER_COLUMNS = 'id, username, display_name, email, kind, is_admin, disabled, created_at, updated_at';
 export const ADMIN_USERNAME = 'admin';
-// Names no account may take: the subject of anonymous tokens, and the owner of pre-account images.
-const RESERVED_NAMES = new Set(['anonymous', 'system']);
+// Names no account may take: the subject of anonymous tokens, the owner of pre-account images, and
+// `me` (the caller, in /api/v1/users/me).
+const RESERVED_NAMES = new Set(['anonymous', 'system', 'me']);
 
 function iso(value: unknown): string {
   return value instanceof Date ? value.toISOString() : new Date(String(value)).toISOString();

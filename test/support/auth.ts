@@ -73,3 +73,31 @@ export async function tokenFor(
 export function jwtClaims(token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8'));
 }
+
+export interface ApiAnswer {
+  status: number;
+  headers: Headers;
+  // biome-ignore lint/suspicious/noExplicitAny: the API's JSON answers, of many shapes
+  body: any;
+}
+
+/**
+ * A JSON client of /api/v1 acting as `who`: `call(method, path, body)`; a string body is sent as it is
+ * (for malformed JSON).
+ */
+export function apiAs(registry: string, who: Credentials | string | undefined) {
+  const send = fetchAs(who);
+  return async (method: string, path: string, body?: unknown): Promise<ApiAnswer> => {
+    const response = await send(`${registry}/api/v1${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {}
+    return { status: response.status, headers: response.headers, body: parsed };
+  };
+}
