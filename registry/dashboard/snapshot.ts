@@ -315,7 +315,12 @@ function unreachable<T extends object>(
   error: unknown,
   rest: T,
 ): T & { url: string; reachable: false; error: string } {
-  const message = (error as Error).name === 'TimeoutError' ? 'no answer in time' : (error as Error).message;
+  const failure = error as Error & { cause?: { code?: string; message?: string } };
+  // fetch says only "fetch failed"; its cause says why (ECONNREFUSED, ENOTFOUND, ...).
+  const message =
+    failure.name === 'TimeoutError'
+      ? 'no answer in time'
+      : (failure.cause?.code ?? failure.cause?.message ?? failure.message);
   return { url, reachable: false, error: message, ...rest };
 }
 

@@ -4,7 +4,12 @@
 // streams that end cleanly when the browser leaves or the registry closes.
 import t from 'tap';
 import type { Snapshot } from '../../registry/dashboard/snapshot.ts';
-import { BACKENDS, provisionBackend, startRegistryAndTracker } from '../../test/support/backends.ts';
+import {
+  BACKENDS,
+  freeUdpAndTcpPort,
+  provisionBackend,
+  startRegistryAndTracker,
+} from '../../test/support/backends.ts';
 import { startCenterWithEdge } from '../../test/support/deployment.ts';
 import { EventStreamClient } from '../../test/support/event-stream.ts';
 import { createDistribution, registerHost, reportProgress } from '../../test/support/fleet-api.ts';
@@ -21,9 +26,10 @@ for (const backend of BACKENDS) {
   t.test(`${backend}: the snapshot and its live stream follow a mass deploy`, async (t) => {
     const resources = await provisionBackend(t, backend);
     // zone-b's seeder does not answer: the dashboard says so and shows the rest.
+    const closedPort = await freeUdpAndTcpPort();
     const { registry, tracker, seeder } = await startCenterWithEdge(t, resources, {
       zone: 'zone-a',
-      moreSeeders: 'zone-b=http://127.0.0.1:9',
+      moreSeeders: `zone-b=http://127.0.0.1:${closedPort}`,
       registry: { ZEDGE_DASHBOARD_SAMPLE_SECONDS: '1' },
     });
     const image = await pushImage(registry.url, 'dash/app', 'v1', [300_000, 200_000]);
@@ -62,7 +68,7 @@ for (const backend of BACKENDS) {
         capacityBytes: seeder.config.cacheBytes,
         layers: 0,
       },
-      { zone: 'zone-b', url: 'http://127.0.0.1:9', reachable: false, error: String },
+      { zone: 'zone-b', url: `http://127.0.0.1:${closedPort}`, reachable: false, error: 'ECONNREFUSED' },
     ]);
     t.equal(first.bytesBySource.intervalSeconds, 1);
 
