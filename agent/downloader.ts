@@ -21,6 +21,9 @@ import type { Swarm } from './swarm.ts';
 
 export type Way = 'bittorrent' | 'http';
 
+/** Bytes arriving but no piece verifying for this many stall timeouts: the swarm is left too. */
+const UNVERIFIED_STALLS = 6;
+
 /** A layer's download: its flight (what readers follow) and where its bytes came from. */
 export interface Download {
   flight: Flight<Way>;
@@ -164,6 +167,9 @@ export class Downloader {
     );
     return new Promise<boolean>((resolve, reject) => {
       let prefix = 0;
+      // Web seeds join, and the swarm is left for HTTP, when no bytes arrive: on a slow link shared by
+      // many peers a piece can take many seconds while its blocks keep coming.
+      let lastBytes = Date.now();
       let lastProgress = Date.now();
       let edgeJoined = false;
       let centerJoined = false;
@@ -186,27 +192,36 @@ export class Downloader {
         const bytes = Math.min(length, prefix * pieceLength);
         if (bytes > flight.written) flight.progress(bytes - flight.written);
       });
+      torrent.on('download', () => {
+        lastBytes = Date.now();
+      });
       torrent.once('done', () => finish(true));
       torrent.once('error', (error: Error) => {
         this.hooks.onFallback?.(flight.digest, `torrent failed: ${error.message}`);
         finish(false);
       });
       const watchdog = setInterval(() => {
+        const quiet = Date.now() - lastBytes;
         const idle = Date.now() - lastProgress;
         // Web seeds join only when the swarm (the edge's BitTorrent seeding included) goes idle: over
         // BitTorrent the edge sends a piece to one host and the hosts pass it on, while every host's
         // web-seed requests would each take their own copy from the edge.
-        if (!edgeJoined && idle >= this.options.edgeDelayMs) {
+        if (!edgeJoined && quiet >= this.options.edgeDelayMs) {
           edgeJoined = true;
           this.swarm.addEdgeWebSeed(torrent, flight.digest);
         }
         // The center is the last resort: it joins only when peers and edge leave the swarm idle.
-        if (!centerJoined && idle >= this.options.centerDelayMs) {
+        if (!centerJoined && quiet >= this.options.centerDelayMs) {
           centerJoined = true;
           for (const url of urlList) torrent.addWebSeed(url);
         }
-        if (idle >= this.options.stallTimeoutMs) {
-          this.hooks.onFallback?.(flight.digest, `swarm idle for ${idle} ms`);
+        // Stalled: no bytes for the stall timeout, or bytes but no piece that verifies for several
+        // times that (peers sending what fails verification).
+        if (quiet >= this.options.stallTimeoutMs || idle >= this.options.stallTimeoutMs * UNVERIFIED_STALLS) {
+          this.hooks.onFallback?.(
+            flight.digest,
+            `swarm sent nothing for ${quiet} ms, nothing verified for ${idle} ms`,
+          );
           finish(false);
         }
       }, 200);

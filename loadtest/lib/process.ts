@@ -1,6 +1,6 @@
 // Helpers for benchmarks: services as child processes, their CPU time, free ports, timing.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 export async function freePort(): Promise<number> {
@@ -27,11 +27,15 @@ export function startProcess(
   args: string[],
   env: Record<string, string> = {},
   stderr: 'inherit' | 'ignore' = 'inherit',
+  /** A file for the process's stdout and stderr (its logs) instead. */
+  logFile?: string,
 ): ChildProcess {
+  const log = logFile === undefined ? undefined : openSync(logFile, 'a');
   const child = spawn(command, args, {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', stderr],
+    stdio: log === undefined ? ['ignore', 'ignore', stderr] : ['ignore', log, log],
   });
+  if (log !== undefined) closeSync(log);
   const stop = () => child.kill('SIGKILL');
   // A benchmark starts a few dozen services: each leaves its own exit listener.
   process.setMaxListeners(Math.max(process.getMaxListeners(), 100));

@@ -33,6 +33,8 @@ const { values } = parseArgs({
     'edge-upload-mbit': { type: 'string', default: '0' },
     'timeout-seconds': { type: 'string', default: '600' },
     'heartbeat-seconds': { type: 'string', default: '2' },
+    // A directory for every service's log (info level); none by default.
+    logs: { type: 'string' },
   },
 });
 const hostCount = Number(values.hosts);
@@ -74,11 +76,13 @@ const stops: (() => Promise<void>)[] = [];
 
 function service(lab: Lab, host: NetHost, role: string, env: Record<string, string>): void {
   const [command, args] = lab.exec(host, process.execPath, [cli, role]);
-  const child = startProcess(command, args, {
-    LOG_LEVEL: 'warn',
-    ZEDGE_ADMIN_PASSWORD: ADMIN_PASSWORD,
-    ...env,
-  });
+  const child = startProcess(
+    command,
+    args,
+    { LOG_LEVEL: values.logs ? 'info' : 'warn', ZEDGE_ADMIN_PASSWORD: ADMIN_PASSWORD, ...env },
+    'inherit',
+    values.logs && join(values.logs, `${host.name}-${role}.log`),
+  );
   stops.push(() => stopProcess(child));
 }
 
@@ -306,6 +310,7 @@ function percentile(sorted: number[], fraction: number): number {
 }
 
 const results: ModeResult[] = [];
+if (values.logs) await mkdir(values.logs, { recursive: true });
 await Lab.sweepStale();
 const lab = await Lab.create();
 try {
