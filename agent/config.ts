@@ -34,6 +34,12 @@ export interface AgentConfig {
   advertiseUrl: string | undefined;
   /** Register with the registry and heartbeat (distribution jobs arrive with heartbeats). */
   joinFleet: boolean;
+  /**
+   * This host's credential at the center (a host account's `user:password`, or a token): sent to
+   * register, heartbeat, report and fetch layers and torrents. Manifests and tags are fetched with the
+   * pulling client's own Authorization, never with this.
+   */
+  credential: string | undefined;
   hashThreads: number | undefined;
   logLevel: string;
 }
@@ -55,14 +61,15 @@ export function agentConfig(env: Env = process.env): AgentConfig {
     cacheBytes,
     torrentPort,
     tagTtlMs: integer(env, 'ZEDGE_AGENT_TAG_TTL_SECONDS', 5) * 1000,
-    edgeDelayMs: integer(env, 'ZEDGE_AGENT_EDGE_DELAY_MS', 1000),
-    centerDelayMs: integer(env, 'ZEDGE_AGENT_CENTER_DELAY_MS', 2000),
+    edgeDelayMs: integer(env, 'ZEDGE_AGENT_EDGE_DELAY_MS', 3000),
+    centerDelayMs: integer(env, 'ZEDGE_AGENT_CENTER_DELAY_MS', 4000),
     uploadLimit: rateLimit(env, 'ZEDGE_AGENT_UPLOAD_MBIT'),
     downloadLimit: rateLimit(env, 'ZEDGE_AGENT_DOWNLOAD_MBIT'),
     stallTimeoutMs: Math.max(500, integer(env, 'ZEDGE_AGENT_STALL_TIMEOUT_MS', 5000)),
     hostId: hostId(env.ZEDGE_AGENT_HOST_ID || hostname()),
     advertiseUrl: url(env, 'ZEDGE_AGENT_ADVERTISE_URL'),
     joinFleet: env.ZEDGE_AGENT_JOIN_FLEET !== 'false',
+    credential: env.ZEDGE_AGENT_CREDENTIAL || undefined,
     hashThreads: common.hashThreads,
     logLevel: common.logLevel,
   };

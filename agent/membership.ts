@@ -2,11 +2,14 @@
 // registry asks for. Heartbeat answers carry the host's distribution jobs, which go to the
 // prefetcher: the registry never connects to hosts, hosts ask. A registry that cannot be reached
 // delays nothing; the agent keeps trying.
+import { authorizationOf } from '../shared/center-client.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Assignment } from './prefetch.ts';
 
 export interface MembershipOptions {
   centerUrl: string;
+  /** The host's credential at the center (see authorizationOf). */
+  credential: string | undefined;
   hostId: string;
   zone: string;
   address: string;
@@ -92,7 +95,10 @@ export class Membership {
   private async call(method: string, path: string, body: unknown): Promise<unknown> {
     const response = await fetch(`${this.options.centerUrl}${path}`, {
       method,
-      headers: { 'content-type': 'application/json' },
+      headers: {
+        'content-type': 'application/json',
+        ...(this.options.credential ? { authorization: authorizationOf(this.options.credential) } : {}),
+      },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });

@@ -55,7 +55,7 @@ export async function agentOciRoutes(app: FastifyInstance, context: AgentContext
       throw new OciError('UNSUPPORTED', `this is a pull-only mirror: ${request.method} is not supported`);
     switch (route.kind) {
       case 'base':
-        return reply.send({});
+        return passBase(context, request, reply);
       case 'tags':
         return passTags(context, route.name, request, reply);
       case 'manifest': {
@@ -66,8 +66,12 @@ export async function agentOciRoutes(app: FastifyInstance, context: AgentContext
           .header('Content-Length', manifest.body.length);
         return request.method === 'HEAD' ? reply.send() : reply.send(manifest.body);
       }
-      case 'blob':
-        return sendBlob(context, blobDigest(route.reference), request, reply);
+      case 'blob': {
+        const digest = blobDigest(route.reference);
+        // The host's own credential fetches layers: the client must show it may read them itself.
+        await context.manifests.authorizeBlob(route.name, digest, forwarded(request));
+        return sendBlob(context, digest, request, reply);
+      }
       default:
         throw new OciError('NAME_UNKNOWN', 'no such endpoint', { status: 404 });
     }
@@ -86,6 +90,24 @@ function forwarded(request: FastifyRequest): Record<string, string> {
 
 function blobDigest(value: string): Digest {
   return parseDigest(value).digest;
+}
+
+/**
+ * `/v2/` as the center answers it for this client: a 401 with the center's challenge tells clients
+ * (skopeo, podman, containerd) to get a token from the center's token endpoint before they pull. A
+ * center out of reach does not stop the mirror: 200.
+ */
+async function passBase(context: AgentContext, request: FastifyRequest, reply: FastifyReply) {
+  const response = await context.center.get('/v2/', undefined, forwarded(request)).catch(() => undefined);
+  if (!response) return reply.send({});
+  response.resume();
+  const challenge = response.headers['www-authenticate'];
+  if (typeof challenge === 'string') reply.header('www-authenticate', challenge);
+  return reply
+    .code(response.statusCode === 401 ? 401 : 200)
+    .send(
+      response.statusCode === 401 ? new OciError('UNAUTHORIZED', 'authentication required').toBody() : {},
+    );
 }
 
 async function passTags(context: AgentContext, name: string, request: FastifyRequest, reply: FastifyReply) {

@@ -32,7 +32,7 @@ const AGENT_VERSION = '0.1.0';
 export async function createAgent(config: AgentConfig, logger?: Logger): Promise<AgentServer> {
   const log = logger ?? createLogger('agent', config.logLevel);
   const hashPool = new HashPool(config.hashThreads);
-  const center = new CenterClient(config.centerUrl);
+  const center = new CenterClient(config.centerUrl, undefined, { credential: config.credential });
   const edge = config.edgeUrl ? new CenterClient(config.edgeUrl, 5_000) : undefined;
   const torrents = new TorrentFiles(join(config.cacheDir, 'torrents'), center);
   const bytesBySource = emptyTally();
@@ -157,6 +157,7 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
       if (config.joinFleet) {
         membership = new Membership({
           centerUrl: config.centerUrl,
+          credential: config.credential,
           hostId: config.hostId,
           zone: config.zone,
           address: config.advertiseUrl ?? url,

@@ -40,6 +40,9 @@ type Role = 'registry' | 'tracker' | 'seeder' | 'agent';
 
 // The configuration of a registry this process runs, for the services started beside it.
 let startedRegistry: RegistryConfig | undefined;
+// Whether a seeder or an agent starts beside the registry (they get the host account below).
+let localServicesBeside = false;
+const LOCAL_HOST_ACCOUNT = 'local-host';
 
 /** Builds one role, listens, and logs where it serves and on what it stands. */
 const starters: Record<Role, (log: Logger) => Promise<Service>> = {
@@ -53,6 +56,12 @@ const starters: Record<Role, (log: Logger) => Promise<Service>> = {
     if (!process.env.ZEDGE_REGISTRY_URL) {
       config.publicUrl = config.publicUrl.replace(/:0$/, `:${new URL(url).port}`);
       process.env.ZEDGE_REGISTRY_URL = config.publicUrl;
+    }
+    // Services started beside the registry reach it with a host account of their own.
+    if (localServicesBeside) {
+      const credential = await registry.context.accounts.serviceCredential(LOCAL_HOST_ACCOUNT);
+      process.env.ZEDGE_AGENT_CREDENTIAL ??= credential;
+      process.env.ZEDGE_SEEDER_CREDENTIAL ??= credential;
     }
     const { db, state } = registry.context;
     log.info(
@@ -116,6 +125,7 @@ async function run(name: string, roles: Role[]): Promise<void> {
     const trackerListen = process.env.ZEDGE_TRACKER_LISTEN ?? '127.0.0.1:6969';
     if (roles.includes('tracker')) process.env.ZEDGE_TRACKERS ??= `http://${trackerListen}/announce`;
     if (roles.includes('seeder')) process.env.ZEDGE_SEEDER_STORE_ACCESS ??= 'true';
+    localServicesBeside = roles.includes('seeder') || roles.includes('agent');
   }
   const services: Service[] = [];
   const stopAll = async () => {

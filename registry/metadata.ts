@@ -3,6 +3,8 @@
 
 import type { Database, Queryable } from '../shared/db/database.ts';
 import { SYSTEM_USER_ID } from '../shared/db/migrations/001-registry-core.ts';
+import { floorLevel, levelSql, type Principal, userParam } from './auth/access.ts';
+import type { User } from './auth/accounts.ts';
 
 export interface BlobRow {
   digest: string;
@@ -42,6 +44,8 @@ export interface AuditEntry {
   versionId?: string | undefined;
   details?: Record<string, unknown>;
   errorMessage?: string;
+  /** Who did it (none: an anonymous caller). */
+  operator?: User | undefined;
   clientIp?: string;
   userAgent?: string | undefined;
 }
@@ -218,7 +222,7 @@ export class Metadata {
           [imageId, versionId, tag, SYSTEM_USER_ID],
         );
       }
-      await tx.query('UPDATE images SET updated_at = now() WHERE id = $1', [imageId]);
+      await tx.query("UPDATE images SET updated_at = now(), status = 'active' WHERE id = $1", [imageId]);
       return { versionId, imageId };
     });
   }
@@ -275,12 +279,18 @@ export class Metadata {
     return rows.map((row) => row.tag_name);
   }
 
-  async catalog(limit: number | undefined, last: string | undefined): Promise<string[]> {
+  /** Repositories with at least one manifest that the principal may read, by name. */
+  async catalog(
+    principal: Principal,
+    limit: number | undefined,
+    last: string | undefined,
+  ): Promise<string[]> {
     const rows = await this.db.query<{ name: string }>(
-      `SELECT name FROM images WHERE deleted_at IS NULL AND ($1::text IS NULL OR name > $1)
-       AND EXISTS (SELECT 1 FROM image_versions v WHERE v.image_id = images.id)
+      `SELECT name FROM images i WHERE deleted_at IS NULL AND ($1::text IS NULL OR name > $1)
+       AND EXISTS (SELECT 1 FROM image_versions v WHERE v.image_id = i.id)
+       AND ($3 OR ${levelSql('$4::uuid')} >= 1)
        ORDER BY name LIMIT $2`,
-      [last ?? null, limit ?? null],
+      [last ?? null, limit ?? null, floorLevel(principal) >= 1, userParam(principal)],
     );
     return rows.map((row) => row.name);
   }
@@ -298,17 +308,18 @@ export class Metadata {
     await this.db.query(
       `INSERT INTO image_audit_logs (image_id, image_version_id, operation, operator_id, operator_type, status,
          details, error_message, client_ip, user_agent)
-       VALUES ($1, $2, $3, $4, 'user', $5, $6, $7, $8, $9)`,
+       VALUES ($1, $2, $3, $4, $10, $5, $6, $7, $8, $9)`,
       [
         entry.imageId ?? null,
         entry.versionId ?? null,
         entry.operation,
-        SYSTEM_USER_ID,
+        entry.operator?.id ?? SYSTEM_USER_ID,
         entry.status,
         entry.details ? JSON.stringify(entry.details) : null,
         entry.errorMessage ?? null,
         entry.clientIp ?? null,
         entry.userAgent ?? null,
+        entry.operator ? (entry.operator.kind === 'host' ? 'host' : 'user') : 'anonymous',
       ],
     );
   }

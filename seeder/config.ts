@@ -14,6 +14,8 @@ export interface SeederConfig {
   cacheBytes: number;
   /** The center registry: layers (when the store is out of reach) and every layer's torrent. */
   centerUrl: string;
+  /** This edge's credential at the center (a host account's `user:password`, or a token). */
+  credential: string | undefined;
   /** TCP port BitTorrent peers connect to (0: any free port). */
   torrentPort: number;
   /** BitTorrent upload limit, bytes per second (-1: none). */
@@ -40,6 +42,7 @@ export function seederConfig(env: Env = process.env): SeederConfig {
     cacheDir: resolve(env.ZEDGE_SEEDER_CACHE_DIR ?? `${common.dataDir}/seeder-cache`),
     cacheBytes,
     centerUrl: (env.ZEDGE_REGISTRY_URL ?? 'http://127.0.0.1:5000').replace(/\/$/, ''),
+    credential: env.ZEDGE_SEEDER_CREDENTIAL || undefined,
     torrentPort,
     blobStore: boolean(env, 'ZEDGE_SEEDER_STORE_ACCESS', false) ? common.blobStore : undefined,
     warmConcurrency: Math.max(1, integer(env, 'ZEDGE_SEEDER_WARM_CONCURRENCY', 4)),

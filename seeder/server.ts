@@ -34,7 +34,10 @@ export async function createSeeder(config: SeederConfig, logger?: Logger): Promi
   const log = logger ?? createLogger('seeder', config.logLevel);
   const store = config.blobStore ? await openBlobStore(config.blobStore) : undefined;
   const hashPool = new HashPool(config.hashThreads);
-  const center = new CenterClient(config.centerUrl);
+  const center = new CenterClient(config.centerUrl, undefined, {
+    credential: config.credential,
+    credentialOnV2: true,
+  });
   const counters: SeederCounters = { httpBytes: 0, upstreamBytes: { store: 0, center: 0 } };
 
   // The cache tells seeding what it evicts; seeding needs the cache's directory: wired in two steps.

@@ -4,12 +4,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import t from 'tap';
+import { asAdmin } from './support/auth.ts';
 import { freeUdpAndTcpPort } from './support/backends.ts';
 import { startCli } from './support/cli.ts';
 import { imageManifest, pushBlobMonolithic, putManifest, randomBlob } from './support/oci.ts';
 import { eventually, status, warm } from './support/seeder.ts';
 
 const root = resolve(import.meta.dirname, '..');
+// Requests to the registry (and through the agent) come from the admin the CLI starter sets up.
+const fetch = asAdmin;
 
 t.test('zedge-p2p registry serves and shuts down on SIGTERM', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'zedge-cli-'));
@@ -18,6 +21,7 @@ t.test('zedge-p2p registry serves and shuts down on SIGTERM', async (t) => {
   const url = cli.urls.registry!;
   t.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
   t.equal((await fetch(`${url}/v2/`)).status, 200);
+  t.equal((await globalThis.fetch(`${url}/v2/`)).status, 401, 'anonymous callers are asked to sign in');
   t.equal((await fetch(`${url}/healthz`)).status, 200);
   t.equal(await cli.stop(), 0, 'clean exit');
 });
@@ -44,7 +48,7 @@ t.test('zedge-p2p start runs registry, tracker, seeder and agent wired together'
     cli.urls.agent!,
   ];
   const blob = randomBlob(1024 * 1024 + 5);
-  t.equal((await pushBlobMonolithic(registry, 'cli/start', blob.data)).status, 201);
+  t.equal((await pushBlobMonolithic({ url: registry, fetch }, 'cli/start', blob.data)).status, 201);
 
   const torrent = await fetch(`${registry}/api/v1/blobs/${blob.digest}/torrent`);
   t.equal(torrent.status, 200);
@@ -85,7 +89,7 @@ t.test('zedge-p2p start runs registry, tracker, seeder and agent wired together'
   t.equal(
     (
       await putManifest(
-        registry,
+        { url: registry, fetch },
         'cli/start',
         'v1',
         imageManifest({ digest: blob.digest, size: blob.data.length }, [

@@ -34,7 +34,7 @@ t.test('the dashboard shows the fleet and a running job live', async (t) => {
     zone: 'zone-a',
     registry: { ZEDGE_DASHBOARD_SAMPLE_SECONDS: '1' },
   });
-  const image = await pushImage(registry.url, 'ops/desktop', 'v1', [400_000, 600_000]);
+  const image = await pushImage(registry, 'ops/desktop', 'v1', [400_000, 600_000]);
   await registerHost(registry.url, 'host-a1', 'zone-a');
   await registerHost(registry.url, 'host-a2', 'zone-a');
   await registerHost(registry.url, 'host-b1', 'zone-b');

@@ -5,12 +5,15 @@
 // serves every layer byte-identical, and peers served a share of the bytes.
 import t from 'tap';
 import { agentStatus, type RunningAgent, startAgent } from './support/agent.ts';
+import { asAdmin, createUser, credsOf } from './support/auth.ts';
 import { freeUdpAndTcpPort, provisionBackend, startRegistryAndTracker } from './support/backends.ts';
 import { runCli } from './support/cli.ts';
 import { pushImage } from './support/oci.ts';
 import { eventually, startSeeder } from './support/seeder.ts';
 
 const MiB = 1024 * 1024;
+// The operator's requests come from the admin; the agents sign in with a host account.
+const fetch = asAdmin;
 
 interface Job {
   id: string;
@@ -36,7 +39,8 @@ t.test('a distribution job puts an image on four agents, partly from peers', asy
     },
     tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '1' },
   });
-  const image = await pushImage(registry.url, 'deploy/desktop', 'v1', [3 * MiB + 11, 2 * MiB + 7]);
+  const image = await pushImage(registry, 'deploy/desktop', 'v1', [3 * MiB + 11, 2 * MiB + 7]);
+  const hostAccount = await createUser(registry.url, 'fleet-host', { kind: 'host' });
 
   const agents: RunningAgent[] = [];
   for (let index = 1; index <= 4; index++) {
@@ -46,6 +50,7 @@ t.test('a distribution job puts an image on four agents, partly from peers', asy
         ZEDGE_AGENT_ZONE: 'zone-a',
         ZEDGE_AGENT_HOST_ID: `agent-${index}`,
         ZEDGE_AGENT_JOIN_FLEET: 'true',
+        ZEDGE_AGENT_CREDENTIAL: credsOf(hostAccount),
         // The first agent has the edge; the others must find the layers among their peers (the
         // center joins them only if the swarm gives nothing for 4 s).
         ...(index === 1 ? { ZEDGE_AGENT_EDGE_URL: seeder.url } : { ZEDGE_AGENT_CENTER_DELAY_MS: '4000' }),
@@ -116,7 +121,7 @@ t.test('a distribution job puts an image on four agents, partly from peers', asy
 t.test('zedge-p2p status and deploy errors', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
   const { registry, tracker } = await startRegistryAndTracker(t, resources);
-  await pushImage(registry.url, 'deploy/tiny', 'v1', [1000]);
+  await pushImage(registry, 'deploy/tiny', 'v1', [1000]);
   await fetch(`${registry.url}/api/v1/hosts`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -141,6 +146,10 @@ t.test('zedge-p2p status and deploy errors', async (t) => {
   t.match(printed.stdout, /solo\s+z\s+online/);
   t.match(printed.stdout, /deploy\/tiny:v1\s+pending\s+0\/1/);
   t.match(printed.stdout, /swarms at http:\/\/127\.0\.0\.1:\d+\/stats/);
+
+  const anonymous = await runCli(['status', '--registry', registry.url], { ZEDGE_CREDENTIAL: '' });
+  t.equal(anonymous.code, 2, 'without ZEDGE_CREDENTIAL the registry refuses');
+  t.match(anonymous.stderr, /401 Authentication required/);
 
   for (const [args, message] of [
     [['deploy', 'deploy/none:v1', '--all'], /404 Not found: image deploy\/none:v1/],

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { aria2, aria2Exit, writePeerOnlyTorrent } from './support/aria2.ts';
+import { ADMIN, asAdmin, credsOf } from './support/auth.ts';
 import { freeUdpAndTcpPort, provisionBackend } from './support/backends.ts';
 import { startCli } from './support/cli.ts';
 import { pushBlobMonolithic, randomBlob } from './support/oci.ts';
@@ -55,13 +56,17 @@ t.test('registry on RGW + PostgreSQL, two trackers on Redis, a seeder, aria2', a
       ZEDGE_SEEDER_LISTEN: '127.0.0.1:0',
       ZEDGE_SEEDER_TORRENT_PORT: '0',
       ZEDGE_SEEDER_STORE_ACCESS: 'true',
+      ZEDGE_SEEDER_CREDENTIAL: credsOf(ADMIN),
     },
   );
   t.equal(registry.urls.registry, registryUrl);
   const seederUrl = seeder.urls.seeder!;
 
   const blob = randomBlob(12 * 1024 * 1024 + 777);
-  t.equal((await pushBlobMonolithic(registryUrl, 'e2e/layer', blob.data)).status, 201);
+  t.equal(
+    (await pushBlobMonolithic({ url: registryUrl, fetch: asAdmin }, 'e2e/layer', blob.data)).status,
+    201,
+  );
   const job = await warm(seederUrl, [blob.digest]);
   t.equal(job.state, 'done', 'the seeder warmed the layer');
   t.same(

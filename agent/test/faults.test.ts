@@ -3,9 +3,13 @@
 // from what is left (the peer, then the center), byte-identical, and the layer is cached.
 import t from 'tap';
 import { agentStatus, startAgent } from '../../test/support/agent.ts';
+import { asAdmin } from '../../test/support/auth.ts';
 import { provisionBackend, startRegistryAndTracker } from '../../test/support/backends.ts';
 import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
 import { eventually, startSeeder, warm } from '../../test/support/seeder.ts';
+
+// Clients of the agent (and of the center) send the admin's credentials; the agent passes them on.
+const fetch = asAdmin;
 
 const MiB = 1024 * 1024;
 
@@ -15,7 +19,7 @@ t.test('the edge and then the only peer die mid-pull: the pull completes from th
     tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '1' },
   });
   const layer = randomBlob(16 * MiB + 321);
-  await pushBlobMonolithic(registry.url, 'zedge/faults', layer.data);
+  await pushBlobMonolithic(registry, 'zedge/faults', layer.data);
   // 24 Mbit/s each: 16 MiB take several seconds from the two of them.
   const slow = '24';
   const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url, ZEDGE_SEEDER_UPLOAD_MBIT: slow });

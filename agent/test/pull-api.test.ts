@@ -2,9 +2,13 @@
 // after the TTL), tags, blobs with Range and HEAD, pushes refused, the status and metrics.
 import t from 'tap';
 import { agentStatus, startAgent } from '../../test/support/agent.ts';
+import { asAdmin } from '../../test/support/auth.ts';
 import { provisionBackend, startRegistry } from '../../test/support/backends.ts';
 import { imageManifest, pushBlobMonolithic, putManifest, randomBlob } from '../../test/support/oci.ts';
 import { metric } from '../../test/support/seeder.ts';
+
+// Clients of the agent (and of the center) send the admin's credentials; the agent passes them on.
+const fetch = asAdmin;
 
 const MiB = 1024 * 1024;
 
@@ -14,10 +18,10 @@ t.test('the agent serves pulls from the center', async (t) => {
   const registry = await startRegistry(t, resources, { ZEDGE_TRACKERS: 'http://127.0.0.1:9/announce' });
   const layer = randomBlob(3 * MiB + 77);
   const config = randomBlob(300);
-  await pushBlobMonolithic(registry.url, 'zedge/app', layer.data);
-  await pushBlobMonolithic(registry.url, 'zedge/app', config.data);
+  await pushBlobMonolithic(registry, 'zedge/app', layer.data);
+  await pushBlobMonolithic(registry, 'zedge/app', config.data);
   const v1 = await putManifest(
-    registry.url,
+    registry,
     'zedge/app',
     'v1',
     imageManifest({ digest: config.digest, size: 300 }, [{ digest: layer.digest, size: layer.data.length }]),
@@ -50,7 +54,7 @@ t.test('the agent serves pulls from the center', async (t) => {
 
   // The tag moves at the center: the agent sees it once the TTL passed.
   const v2 = await putManifest(
-    registry.url,
+    registry,
     'zedge/app',
     'v1',
     imageManifest(

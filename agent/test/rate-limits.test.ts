@@ -2,9 +2,13 @@
 // download limit each hold a swarm download to about the configured rate.
 import t from 'tap';
 import { agentStatus, startAgent } from '../../test/support/agent.ts';
+import { asAdmin } from '../../test/support/auth.ts';
 import { provisionBackend, startRegistryAndTracker } from '../../test/support/backends.ts';
 import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
 import { eventually } from '../../test/support/seeder.ts';
+
+// Clients of the agent (and of the center) send the admin's credentials; the agent passes them on.
+const fetch = asAdmin;
 
 const MiB = 1024 * 1024;
 // 8 Mbit/s is 1 MB/s: 3 MiB take over 3 s at the limit, well under a second without it.
@@ -29,7 +33,7 @@ for (const [side, limited] of [
       tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '1' },
     });
     const layer = randomBlob(LAYER_BYTES);
-    await pushBlobMonolithic(registry.url, 'zedge/limits', layer.data);
+    await pushBlobMonolithic(registry, 'zedge/limits', layer.data);
     const limit = (role: 'seeder' | 'puller') =>
       role === limited ? { [`ZEDGE_AGENT_${side.toUpperCase()}_MBIT`]: LIMIT_MBIT } : {};
     // The center joins only after a long silence, so the bytes come from the seeding agent.

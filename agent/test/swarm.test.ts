@@ -5,9 +5,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { agentStatus, startAgent } from '../../test/support/agent.ts';
+import { asAdmin } from '../../test/support/auth.ts';
 import { provisionBackend, startRegistry, startRegistryAndTracker } from '../../test/support/backends.ts';
 import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
 import { eventually, metric, startSeeder } from '../../test/support/seeder.ts';
+
+// Clients of the agent (and of the center) send the admin's credentials; the agent passes them on.
+const fetch = asAdmin;
 
 const MiB = 1024 * 1024;
 
@@ -23,7 +27,7 @@ t.test('the first agent pulls from the edge, the next ones mostly from peers', a
     tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '1' },
   });
   const layer = randomBlob(24 * MiB + 12345);
-  t.equal((await pushBlobMonolithic(registry.url, 'zedge/layers', layer.data)).status, 201);
+  t.equal((await pushBlobMonolithic(registry, 'zedge/layers', layer.data)).status, 201);
   const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
 
   const first = await startAgent(t, { ZEDGE_REGISTRY_URL: registry.url, ZEDGE_AGENT_EDGE_URL: seeder.url });
@@ -69,7 +73,7 @@ t.test('agents starting together: only one streams from the edge, the others tak
     tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '1' },
   });
   const layer = randomBlob(16 * MiB + 7);
-  await pushBlobMonolithic(registry.url, 'zedge/layers', layer.data);
+  await pushBlobMonolithic(registry, 'zedge/layers', layer.data);
   const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
   const agents = await Promise.all(
     [0, 1, 2].map(() =>
@@ -92,7 +96,7 @@ t.test('the tracker down: the pull still completes', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
   const { registry, tracker } = await startRegistryAndTracker(t, resources);
   const layer = randomBlob(5 * MiB + 3);
-  await pushBlobMonolithic(registry.url, 'zedge/layers', layer.data);
+  await pushBlobMonolithic(registry, 'zedge/layers', layer.data);
   await tracker.close();
   const agent = await startAgent(t, { ZEDGE_REGISTRY_URL: registry.url, ZEDGE_AGENT_CENTER_DELAY_MS: '500' });
   const started = Date.now();
@@ -105,7 +109,7 @@ t.test('a layer corrupted at the center is refused and never cached', async (t) 
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources, { ZEDGE_TRACKERS: 'http://127.0.0.1:9/announce' });
   const layer = randomBlob(3 * MiB + 5);
-  await pushBlobMonolithic(registry.url, 'zedge/layers', layer.data);
+  await pushBlobMonolithic(registry, 'zedge/layers', layer.data);
   // The torrent is made from the good bytes; then the stored file goes bad (same size).
   t.equal((await fetch(`${registry.url}/api/v1/blobs/${layer.digest}/torrent`)).status, 200);
   const hex = layer.digest.slice('sha256:'.length);

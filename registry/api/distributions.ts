@@ -1,11 +1,13 @@
 // Distribution jobs at /api/v1/distributions: the orchestrator starts mass deploys and watches them;
-// agents report their progress per job.
-import type { FastifyInstance } from 'fastify';
+// agents report their progress per job. Starting (and cancelling) a deploy needs read access to the
+// image, as pulling it would; any signed-in account watches jobs; reports come from hosts (or admins).
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { problems } from '../../shared/errors.ts';
 import { formatImageReference, parseImageReference } from '../../shared/image-reference.ts';
 import type { RegistryContext } from '../context.ts';
 import type { JobStatus, ProgressReport, Target } from '../distributions.ts';
 import { resolveImageLayers } from '../image-layers.ts';
+import { hostOrAdmin, principalOf, signedIn } from './guard.ts';
 
 const HOST = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
 const ZONE = '^[A-Za-z0-9._-]{1,64}$';
@@ -21,6 +23,14 @@ interface CreateBody {
 
 export async function distributionRoutes(app: FastifyInstance, context: RegistryContext): Promise<void> {
   const { distributions, edgeWarmer, metadata } = context;
+  /** Deploying an image (or cancelling its deploy) takes what pulling it takes: read access. */
+  async function mayDeploy(request: FastifyRequest, name: string): Promise<void> {
+    const user = await signedIn(context, request);
+    if (user.kind !== 'user') throw problems.forbidden('host accounts cannot start or cancel deploys');
+    const decision = await context.access.authorize(await principalOf(context, request), name, 'pull');
+    if (!decision.allowed) throw problems.forbidden(`deploying ${name} needs read access to it`);
+  }
+
   const idParams = {
     type: 'object',
     properties: { id: { type: 'string', maxLength: 64 } },
@@ -56,6 +66,7 @@ export async function distributionRoutes(app: FastifyInstance, context: Registry
       } catch (error) {
         throw problems.badRequest((error as Error).message);
       }
+      await mayDeploy(request, reference.name);
       const resolved = await resolveImageLayers(metadata, reference, platform);
       const targetHosts = await distributions.resolveTarget(target);
       const { view, created } = await distributions.create({
@@ -83,6 +94,7 @@ export async function distributionRoutes(app: FastifyInstance, context: Registry
     '/distributions',
     { schema: { querystring: { type: 'object', properties: { status: { enum: STATUSES } } } } },
     async (request) => {
+      await signedIn(context, request);
       const jobs = await distributions.list(request.query);
       return { distributions: jobs, total: jobs.length };
     },
@@ -92,6 +104,7 @@ export async function distributionRoutes(app: FastifyInstance, context: Registry
     '/distributions/:id',
     { schema: { params: idParams } },
     async (request) => {
+      await signedIn(context, request);
       const view = await distributions.get(request.params.id);
       if (!view) throw problems.notFound(`distribution ${request.params.id}`);
       return view;
@@ -102,6 +115,9 @@ export async function distributionRoutes(app: FastifyInstance, context: Registry
     '/distributions/:id',
     { schema: { params: idParams } },
     async (request) => {
+      const job = await distributions.get(request.params.id);
+      if (!job) throw problems.notFound(`distribution ${request.params.id}`);
+      await mayDeploy(request, parseImageReference(job.image).name);
       const view = await distributions.cancel(request.params.id);
       if (!view) throw problems.notFound(`distribution ${request.params.id}`);
       return view;
@@ -136,8 +152,9 @@ export async function distributionRoutes(app: FastifyInstance, context: Registry
         },
       },
     },
-    async (request) => ({
-      status: await distributions.report(request.params.id, request.params.hostId, request.body),
-    }),
+    async (request) => {
+      await hostOrAdmin(context, request);
+      return { status: await distributions.report(request.params.id, request.params.hostId, request.body) };
+    },
   );
 }

@@ -1,8 +1,10 @@
-// The fleet at /api/v1/hosts: agents register and heartbeat; operators and the orchestrator list hosts.
+// The fleet at /api/v1/hosts: agents register and heartbeat (with a host account's credentials, or an
+// admin's); any signed-in account lists hosts.
 import type { FastifyInstance } from 'fastify';
 import { problems } from '../../shared/errors.ts';
 import type { RegistryContext } from '../context.ts';
 import type { HostRegistration, HostReport, HostState } from '../fleet.ts';
+import { hostOrAdmin, signedIn } from './guard.ts';
 
 const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
 const ZONE = '^[A-Za-z0-9._-]{1,64}$';
@@ -32,6 +34,7 @@ export async function hostRoutes(app: FastifyInstance, context: RegistryContext)
     '/hosts',
     { schema: { body: registration } },
     async (request, reply) => {
+      await hostOrAdmin(context, request);
       const host = await fleet.register(request.body);
       request.log.info({ hostId: host.hostId, zone: host.zone }, 'host registered');
       return reply
@@ -54,6 +57,7 @@ export async function hostRoutes(app: FastifyInstance, context: RegistryContext)
       },
     },
     async (request) => {
+      await hostOrAdmin(context, request);
       const host = await fleet.heartbeat(request.params.hostId, request.body ?? {});
       if (!host) throw problems.notFound(`host ${request.params.hostId} (register with POST /api/v1/hosts)`);
       // The heartbeat answer carries the host's live distribution jobs: agents learn of deploys here.
@@ -76,6 +80,7 @@ export async function hostRoutes(app: FastifyInstance, context: RegistryContext)
       },
     },
     async (request) => {
+      await signedIn(context, request);
       const hosts = await fleet.list(request.query);
       return { hosts, total: hosts.length };
     },
@@ -85,6 +90,7 @@ export async function hostRoutes(app: FastifyInstance, context: RegistryContext)
     '/hosts/:hostId',
     { schema: { params: hostParams } },
     async (request) => {
+      await signedIn(context, request);
       const host = await fleet.get(request.params.hostId);
       if (!host) throw problems.notFound(`host ${request.params.hostId}`);
       return host;

@@ -82,6 +82,8 @@ export async function imageRoutes(
       if (!image) throw problems.notFound(`image ${request.params.id}`);
       throw problems.forbidden(`you may not see image ${request.params.id}`);
     }
+    if (level < needed && !principal.user)
+      throw problems.unauthorized(`sign in to change image ${request.params.id}`);
     if (level < needed)
       throw problems.forbidden(
         `${needed === Level.admin ? 'admin' : 'write'} access to ${image.name} is needed`,

@@ -230,6 +230,23 @@ export class Accounts {
     return password ? { created: true } : { created: true, generated: chosen };
   }
 
+  /**
+   * A host account for services started beside the registry in one process (`zedge-p2p start`): made
+   * when missing, given a new random password at every start; its `user:password` credential.
+   */
+  async serviceCredential(username: string): Promise<string> {
+    const password = generatePassword();
+    const hash = await hashPassword(password);
+    const rows = await this.db.query(
+      `INSERT INTO users (username, display_name, kind, password_hash) VALUES ($1, 'local services', 'host', $2)
+       ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash, updated_at = now()
+       WHERE users.kind = 'host' RETURNING id`,
+      [username, hash],
+    );
+    if (rows.length === 0) throw new Error(`the account ${username} exists and is not a host account`);
+    return `${username}:${password}`;
+  }
+
   // ---- organizations and groups ----
 
   async createTeam<K extends TeamKind>(

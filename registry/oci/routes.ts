@@ -12,8 +12,12 @@ import {
 import { OciError } from '../../shared/errors.ts';
 import { effectiveArtifactType, parseManifest, requiredBlobs } from '../../shared/manifests.ts';
 import { MediaTypes } from '../../shared/media-types.ts';
+import type { Principal, RepositoryAction } from '../auth/access.ts';
+import { AuthError } from '../auth/authenticate.ts';
+import { bearerChallenge } from '../auth/token-route.ts';
 import { sendBlob } from '../blob-response.ts';
 import type { RegistryContext } from '../context.ts';
+import { Images } from '../images.ts';
 import type { VersionRow } from '../metadata.ts';
 import { rangeHeaders } from '../uploads.ts';
 import { parseContentRange, readBounded } from './http.ts';
@@ -95,28 +99,31 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
     const route = match(request.url);
     const query = request.query as Record<string, string | undefined>;
     const method = request.method;
+    const principal = await authorize(route, request);
+    const audit = (operation: string, imageId: string, versionId: string | undefined, details: object) =>
+      writeAudit(request, principal, operation, imageId, versionId, details);
     switch (`${method} ${route.kind}`) {
       case 'GET base':
       case 'HEAD base':
         return reply.send({});
       case 'GET catalog':
-        return catalog(route, query, reply);
+        return catalog(principal, query, reply);
       case 'GET tags':
         return tags(route, query, reply);
       case 'GET manifest':
       case 'HEAD manifest':
-        return getManifest(route, request, reply);
+        return getManifest(route, request, reply, audit);
       case 'PUT manifest':
-        return putManifest(route, request, reply);
+        return putManifest(route, request, reply, audit);
       case 'DELETE manifest':
-        return deleteManifest(route, request, reply);
+        return deleteManifest(route, reply, audit);
       case 'GET blob':
       case 'HEAD blob':
         return getBlob(route, request, reply);
       case 'DELETE blob':
         return deleteBlob(route, reply);
       case 'POST uploads':
-        return startUpload(route, request, query, reply);
+        return startUpload(route, request, query, reply, principal);
       case 'GET upload':
         return uploadStatus(route, reply);
       case 'PATCH upload':
@@ -135,11 +142,65 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
   app.route({ method: ['GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE'], url: '/v2', handler });
   app.route({ method: ['GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE'], url: '/v2/*', handler });
 
-  const { metadata, uploads, metrics } = context;
+  const { metadata, uploads, metrics, access } = context;
+  const images = new Images(context.db);
 
-  async function catalog(_route: Match, query: Record<string, string | undefined>, reply: FastifyReply) {
+  /**
+   * The caller, if it may do what the request asks (the same rules as /api/v1, access.ts); a push to a
+   * repository that does not exist yet creates its image, private and owned by the caller. Refusals:
+   * 401 UNAUTHORIZED with the challenge of the token flow (no or wrong credentials, or a token that
+   * lacks the action), 403 DENIED (signed in, not allowed).
+   */
+  async function authorize(route: Match, request: FastifyRequest): Promise<Principal> {
+    const action = actionOf(request.method, route.kind);
+    const scope = route.name ? `repository:${route.name}:${SCOPE_ACTIONS[action]}` : undefined;
+    let principal: Principal;
+    try {
+      principal = await context.auth.principal(request);
+    } catch (error) {
+      if (error instanceof AuthError) throw unauthorized(error.message, scope);
+      throw error;
+    }
+    if (route.kind === 'base') {
+      // Clients learn here how to authenticate; an anonymous token (from the token flow) is enough.
+      if (principal.via === 'anonymous') throw unauthorized('authentication required');
+      return principal;
+    }
+    // The catalog lists what the caller may read.
+    if (route.kind === 'catalog') return principal;
+    const decision = await access.authorize(principal, route.name, action);
+    if (!decision.allowed) {
+      if (decision.reason === 'forbidden') throw new OciError('DENIED', decision.message);
+      throw unauthorized(
+        decision.message,
+        scope,
+        decision.reason === 'insufficient_scope' ? 'insufficient_scope' : undefined,
+      );
+    }
+    if (decision.create) {
+      await images.create(
+        route.name,
+        { userId: principal.user!.id, organizationId: decision.create.organizationId },
+        {},
+        'active',
+      );
+    }
+    return principal;
+  }
+
+  function unauthorized(message: string, scope?: string, error?: string): OciError {
+    return new OciError('UNAUTHORIZED', message, {
+      headers: { 'WWW-Authenticate': bearerChallenge(context.config.publicUrl, scope, error) },
+    });
+  }
+
+  async function catalog(
+    principal: Principal,
+    query: Record<string, string | undefined>,
+    reply: FastifyReply,
+  ) {
     const { limit, last } = pagination(query);
-    const repositories = limit === 0 ? [] : await metadata.catalog(limit, last);
+    const repositories = limit === 0 ? [] : await metadata.catalog(principal, limit, last);
     if (limit && repositories.length === limit) {
       reply.header(
         'Link',
@@ -170,7 +231,7 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
     return version;
   }
 
-  async function getManifest(route: Match, request: FastifyRequest, reply: FastifyReply) {
+  async function getManifest(route: Match, request: FastifyRequest, reply: FastifyReply, audit: Audit) {
     const version = await findManifest(route);
     const bytes = Buffer.from(version.manifest_bytes);
     reply
@@ -180,11 +241,11 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
       .header('ETag', `"${version.manifest_digest}"`);
     if (request.method === 'HEAD') return reply.send();
     metrics.bytesOut.inc({ kind: 'manifest' }, bytes.length);
-    audit(request, 'download', version.image_id, version.id, { reference: route.reference });
+    audit('download', version.image_id, version.id, { reference: route.reference });
     return reply.send(bytes);
   }
 
-  async function putManifest(route: Match, request: FastifyRequest, reply: FastifyReply) {
+  async function putManifest(route: Match, request: FastifyRequest, reply: FastifyReply, audit: Audit) {
     const byDigest = isDigestReference(route.reference);
     const bytes = await readBounded(request.raw, context.config.maxManifestBytes);
     const manifest = parseManifest(bytes, request.headers['content-type']);
@@ -229,7 +290,7 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
       },
       byDigest ? undefined : route.reference,
     );
-    audit(request, 'upload', imageId, versionId, { digest, tag: byDigest ? undefined : route.reference });
+    audit('upload', imageId, versionId, { digest, tag: byDigest ? undefined : route.reference });
     reply
       .code(201)
       .header('Location', `/v2/${route.name}/manifests/${digest}`)
@@ -238,17 +299,17 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
     return reply.send();
   }
 
-  async function deleteManifest(route: Match, request: FastifyRequest, reply: FastifyReply) {
+  async function deleteManifest(route: Match, reply: FastifyReply, audit: Audit) {
     if (isDigestReference(route.reference)) {
       const deleted = await metadata.deleteVersion(route.name, route.reference);
       if (!deleted)
         throw new OciError('MANIFEST_UNKNOWN', `manifest ${route.reference} not found in ${route.name}`);
-      audit(request, 'delete', deleted.imageId, undefined, { digest: route.reference });
+      audit('delete', deleted.imageId, undefined, { digest: route.reference });
     } else {
       const deleted = await metadata.deleteTag(route.name, route.reference);
       if (!deleted)
         throw new OciError('MANIFEST_UNKNOWN', `tag ${route.reference} not found in ${route.name}`);
-      audit(request, 'delete_tag', deleted.imageId, deleted.versionId, { tag: route.reference });
+      audit('delete_tag', deleted.imageId, deleted.versionId, { tag: route.reference });
     }
     return reply.code(202).send();
   }
@@ -273,11 +334,17 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
     request: FastifyRequest,
     query: Record<string, string | undefined>,
     reply: FastifyReply,
+    principal: Principal,
   ) {
     if (query.mount) {
       const { digest } = parseDigest(query.mount);
       const from = query.from;
-      if (from && isValidRepositoryName(from) && (await uploads.mount(route.name, from, digest))) {
+      if (
+        from &&
+        isValidRepositoryName(from) &&
+        (await mayMountFrom(principal, from)) &&
+        (await uploads.mount(route.name, from, digest))
+      ) {
         return reply
           .code(201)
           .header('Location', `/v2/${route.name}/blobs/${digest}`)
@@ -374,12 +441,19 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
       .send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests })));
   }
 
-  function audit(
+  /** A blob is mounted only from a repository the caller may pull from (else: an ordinary upload). */
+  async function mayMountFrom(principal: Principal, from: string): Promise<boolean> {
+    const decision = await access.authorize(principal, from, 'pull');
+    return decision.allowed && decision.image !== undefined;
+  }
+
+  function writeAudit(
     request: FastifyRequest,
+    principal: Principal,
     operation: string,
     imageId: string | undefined,
     versionId: string | undefined,
-    details: Record<string, unknown>,
+    details: object,
   ) {
     metadata
       .audit({
@@ -387,13 +461,26 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
         status: 'success',
         imageId,
         versionId,
-        details,
+        details: details as Record<string, unknown>,
+        operator: principal.user,
         clientIp: request.ip,
         userAgent: request.headers['user-agent'],
       })
       .catch((error) => request.log.warn({ err: error }, 'audit write failed'));
   }
 }
+
+type Audit = (operation: string, imageId: string, versionId: string | undefined, details: object) => void;
+
+// What a request does to its repository, in the token flow's terms.
+function actionOf(method: string, kind: RouteKind): RepositoryAction {
+  if (kind === 'uploads' || kind === 'upload') return 'push';
+  if (method === 'GET' || method === 'HEAD') return 'pull';
+  return method === 'DELETE' ? 'delete' : 'push';
+}
+
+// The actions a challenge asks a token for: pushing clients pull too (existing layers, mounts).
+const SCOPE_ACTIONS: Record<RepositoryAction, string> = { pull: 'pull', push: 'pull,push', delete: 'delete' };
 
 function isDigestReference(reference: string): boolean {
   if (reference.includes(':')) {

@@ -1,5 +1,6 @@
 // Bad input gets a clear OCI error, never a 500, a crash or a hang, and leaves nothing partial visible.
 import t from 'tap';
+import { authHeaders } from '../../test/support/auth.ts';
 import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
 import {
   errorCode,
@@ -14,7 +15,11 @@ import { abortedUpload, rawRequest } from '../../test/support/raw-http.ts';
 for (const backend of BACKENDS) {
   t.test(backend, async (t) => {
     const resources = await provisionBackend(t, backend);
-    const { url, server } = await startRegistry(t, resources);
+    const registry = await startRegistry(t, resources);
+    const { url, server } = registry;
+    // Requests come from the admin (bad credentials and tokens are access.test.ts's).
+    const fetch = registry.fetch;
+    const admin = authHeaders(registry.admin);
 
     t.test('malformed repository names and path traversal', async (t) => {
       for (const path of [
@@ -62,7 +67,7 @@ for (const backend of BACKENDS) {
 
     t.test('invalid and oversized manifests', async (t) => {
       const config = randomBlob(10);
-      await pushBlobMonolithic(url, 'lib/m', config.data);
+      await pushBlobMonolithic(registry, 'lib/m', config.data);
       const cases: [string, Buffer | string][] = [
         ['not json', '{"schemaVersion": 2,'],
         ['an array', '[]'],
@@ -165,6 +170,7 @@ for (const backend of BACKENDS) {
         path,
         1024 * 1024,
         blob.data.subarray(first.length, first.length + 512 * 1024),
+        admin,
       );
       let status = await fetch(new URL(path, url));
       for (let attempt = 0; attempt < 50 && status.status !== 204; attempt++) {
@@ -195,6 +201,7 @@ for (const backend of BACKENDS) {
         `/v2/lib/cut/blobs/uploads/?digest=${other.digest}`,
         other.data.length,
         other.data.subarray(0, 1024 * 1024),
+        admin,
       );
       await new Promise((resolve) => setTimeout(resolve, 300));
       t.equal((await fetch(`${url}/v2/lib/cut/blobs/${other.digest}`, { method: 'HEAD' })).status, 404);
@@ -221,13 +228,13 @@ for (const backend of BACKENDS) {
 
 t.test('manifests referencing blobs of another repository are refused', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
-  const { url } = await startRegistry(t, resources);
+  const registry = await startRegistry(t, resources);
   const config = randomBlob(10);
   const layer = randomBlob(100);
-  await pushBlobMonolithic(url, 'owner/repo', config.data);
-  await pushBlobMonolithic(url, 'owner/repo', layer.data);
+  await pushBlobMonolithic(registry, 'owner/repo', config.data);
+  await pushBlobMonolithic(registry, 'owner/repo', layer.data);
   const manifest = imageManifest({ digest: config.digest, size: 10 }, [{ digest: layer.digest, size: 100 }]);
-  const refused = await putManifest(url, 'intruder/repo', 'steal', manifest);
+  const refused = await putManifest(registry, 'intruder/repo', 'steal', manifest);
   t.equal(refused.response.status, 404);
   t.equal(await errorCode(refused.response), 'MANIFEST_BLOB_UNKNOWN');
 });

@@ -32,7 +32,7 @@ for (const backend of BACKENDS) {
       moreSeeders: `zone-b=http://127.0.0.1:${closedPort}`,
       registry: { ZEDGE_DASHBOARD_SAMPLE_SECONDS: '1' },
     });
-    const image = await pushImage(registry.url, 'dash/app', 'v1', [300_000, 200_000]);
+    const image = await pushImage(registry, 'dash/app', 'v1', [300_000, 200_000]);
     await registerHost(registry.url, 'h1', 'zone-a');
     await registerHost(registry.url, 'h2', 'zone-a');
     await registerHost(registry.url, 'h3', 'zone-b', 2 * 1024 ** 3);

@@ -2,8 +2,9 @@
 // index, or one), targets, the seeder warmed, agents' assignments through heartbeats, progress and
 // job status, duplicates, cancellation, a host that dies mid-job, and bad input.
 import t from 'tap';
+import { apiAs, asAdmin, createUser, fetchAs } from '../../test/support/auth.ts';
 import { BACKENDS, freeUdpAndTcpPort, provisionBackend, startRegistry } from '../../test/support/backends.ts';
-import { pushImage, putManifest } from '../../test/support/oci.ts';
+import { pushImage, putManifest, type Target } from '../../test/support/oci.ts';
 import { eventually, status as seederStatus, startSeeder } from '../../test/support/seeder.ts';
 
 interface Job {
@@ -25,6 +26,9 @@ interface Job {
   finishedAt: string | null;
   warming?: { zone: string; job?: string; error?: string }[];
 }
+
+// Requests come from the admin, unless a test says otherwise (who may deploy has its own test below).
+const fetch = asAdmin;
 
 // biome-ignore lint/suspicious/noExplicitAny: the API's JSON answers, of many shapes
 async function call(url: string, method: string, body?: unknown): Promise<{ status: number; body: any }> {
@@ -48,7 +52,7 @@ async function register(api: string, hostId: string, zone: string): Promise<void
 }
 
 /** An index of two platforms: amd64 with two layers, arm64 with one. */
-async function pushMultiPlatform(registry: string, name: string) {
+async function pushMultiPlatform(registry: Target, name: string) {
   const amd64 = await pushImage(registry, name, 'amd64', [300_000, 200_000]);
   const arm64 = await pushImage(registry, name, 'arm64', [100_000]);
   const index = {
@@ -83,7 +87,7 @@ for (const backend of BACKENDS) {
       ZEDGE_SEEDERS: `zone-a=${seeder.url}`,
     });
     const api = `${registry.url}/api/v1`;
-    const image = await pushMultiPlatform(registry.url, 'dist/app');
+    const image = await pushMultiPlatform(registry, 'dist/app');
     await register(api, 'h1', 'zone-a');
     await register(api, 'h2', 'zone-a');
     await register(api, 'h3', 'zone-b');
@@ -242,7 +246,7 @@ t.test('a host that dies mid-job fails for it; the others are unaffected', async
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources, { ZEDGE_HEARTBEAT_SECONDS: '1' });
   const api = `${registry.url}/api/v1`;
-  await pushImage(registry.url, 'dist/one', 'v1', [50_000]);
+  await pushImage(registry, 'dist/one', 'v1', [50_000]);
   await register(api, 'alive', 'z');
   await register(api, 'dying', 'z');
   const job = (await call(`${api}/distributions`, 'POST', { image: 'dist/one:v1', zones: ['z'] }))
@@ -270,7 +274,7 @@ t.test(
     const resources = await provisionBackend(t, 'embedded');
     const registry = await startRegistry(t, resources, { ZEDGE_HEARTBEAT_SECONDS: '1' });
     const api = `${registry.url}/api/v1`;
-    await pushImage(registry.url, 'dist/back', 'v1', [50_000]);
+    await pushImage(registry, 'dist/back', 'v1', [50_000]);
     await register(api, 'steady', 'z');
     await register(api, 'starved', 'z');
     const job = (await call(`${api}/distributions`, 'POST', { image: 'dist/back:v1', zones: ['z'] }))
@@ -305,7 +309,7 @@ t.test('bad input to the distributions API gets problem documents', async (t) =>
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources);
   const api = `${registry.url}/api/v1`;
-  await pushImage(registry.url, 'dist/bad', 'v1', [1000]);
+  await pushImage(registry, 'dist/bad', 'v1', [1000]);
   await register(api, 'h1', 'z');
   const cases: [string, string, string, unknown, number][] = [
     ['malformed JSON', 'POST', '/distributions', '{"image":', 400],
@@ -351,4 +355,45 @@ t.test('bad input to the distributions API gets problem documents', async (t) =>
     t.ok(response.status === 404 || response.status === 400, `${what}: ${response.status}`);
     t.equal(typeof response.body.detail, 'string');
   }
+});
+
+t.test('deploying takes read access to the image; reports take a host account', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const registry = await startRegistry(t, resources);
+  const api = `${registry.url}/api/v1`;
+  const alice = await createUser(registry.url, 'alice');
+  const bob = await createUser(registry.url, 'bob');
+  const agent = await createUser(registry.url, 'agent-account', { kind: 'host' });
+  await pushImage({ url: registry.url, fetch: fetchAs(alice) }, 'alice/app', 'v1', [1000]);
+  await register(api, 'h1', 'z');
+  const asAlice = apiAs(registry.url, alice);
+  const asBob = apiAs(registry.url, bob);
+  const asAgent = apiAs(registry.url, agent);
+  const request = { image: 'alice/app:v1', hosts: ['h1'] };
+
+  t.equal((await apiAs(registry.url, undefined)('POST', '/distributions', request)).status, 401);
+  t.equal((await asBob('POST', '/distributions', request)).status, 403, "bob may not read alice's image");
+  t.equal((await asAgent('POST', '/distributions', request)).status, 403, 'hosts do not start deploys');
+  const created = await asAlice('POST', '/distributions', request);
+  t.equal(created.status, 201);
+  const job = created.body.id as string;
+  t.equal((await asBob('GET', `/distributions/${job}`)).status, 200, 'signed-in accounts watch jobs');
+  t.equal((await asBob('DELETE', `/distributions/${job}`)).status, 403);
+  t.equal(
+    (await asBob('PUT', `/distributions/${job}/hosts/h1`, { status: 'running', bytesDone: 1 })).status,
+    403,
+  );
+  t.equal(
+    (await asAgent('PUT', `/distributions/${job}/hosts/h1`, { status: 'running', bytesDone: 1 })).status,
+    200,
+  );
+
+  const image = (await asAlice('GET', '/images?name=alice/app')).body.data[0].id as string;
+  await asAlice('POST', `/images/${image}/permissions`, {
+    principal_type: 'user',
+    principal_name: 'bob',
+    permission_level: 'read',
+  });
+  t.equal((await asBob('POST', '/distributions', request)).status, 200, 'with read access: the live job');
+  t.equal((await asBob('DELETE', `/distributions/${job}`)).status, 200, 'and may cancel it');
 });

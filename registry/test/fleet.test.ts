@@ -1,6 +1,7 @@
 // The fleet API: agents register and heartbeat, hosts are listed by zone and state, and a host whose
 // heartbeats stop turns offline. On both backends.
 import t from 'tap';
+import { createUser, fetchAs } from '../../test/support/auth.ts';
 import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
 
 interface HostBody {
@@ -13,6 +14,12 @@ interface HostBody {
   agentVersion: string | null;
   registeredAt: string;
   lastHeartbeatAt: string;
+}
+
+// Agents call the fleet API with a host account's credentials: each test makes one and sends as it.
+let fetch: typeof globalThis.fetch = globalThis.fetch;
+async function asHostAccount(registry: string): Promise<typeof globalThis.fetch> {
+  return fetchAs(await createUser(registry, 'agent-account', { kind: 'host' }));
 }
 
 async function send(url: string, method: string, body?: unknown): Promise<Response> {
@@ -28,6 +35,33 @@ for (const backend of BACKENDS) {
     const resources = await provisionBackend(t, backend);
     const registry = await startRegistry(t, resources, { ZEDGE_HEARTBEAT_SECONDS: '1' });
     const api = `${registry.url}/api/v1`;
+    fetch = await asHostAccount(registry.url);
+
+    // Hosts register with a host account's (or an admin's) credentials, nobody else's.
+    const host = {
+      hostId: 'intruder',
+      zone: 'zone-a',
+      address: 'http://10.0.0.9:5001',
+      cacheCapacityBytes: 1,
+    };
+    const json = { 'content-type': 'application/json' };
+    const anonymous = await globalThis.fetch(`${api}/hosts`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify(host),
+    });
+    t.equal(anonymous.status, 401);
+    const asUser = fetchAs(await createUser(registry.url, 'someone'));
+    t.equal(
+      (await asUser(`${api}/hosts`, { method: 'POST', headers: json, body: JSON.stringify(host) })).status,
+      403,
+    );
+    t.equal(
+      (await asUser(`${api}/hosts/host-1/heartbeat`, { method: 'PUT', headers: json, body: '{}' })).status,
+      403,
+    );
+    t.equal((await asUser(`${api}/hosts`)).status, 200, 'any account lists the fleet');
+    t.equal((await globalThis.fetch(`${api}/hosts`)).status, 401, 'anonymous callers do not');
 
     const registered = await send(`${api}/hosts`, 'POST', {
       hostId: 'host-1',
@@ -118,6 +152,7 @@ t.test('bad input to the fleet API gets problem documents', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources);
   const api = `${registry.url}/api/v1`;
+  fetch = await asHostAccount(registry.url);
   const valid = { hostId: 'h1', zone: 'z', address: 'http://h1:5001', cacheCapacityBytes: 1 };
   const cases: [string, string, string, unknown, number][] = [
     ['malformed JSON', 'POST', '/hosts', '{"hostId":', 400],

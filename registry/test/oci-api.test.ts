@@ -16,7 +16,10 @@ import {
 for (const backend of BACKENDS) {
   t.test(backend, async (t) => {
     const resources = await provisionBackend(t, backend);
-    const { url, server } = await startRegistry(t, resources);
+    const registry = await startRegistry(t, resources);
+    const { url, server } = registry;
+    // Every request here comes from the admin: who may do what is access.test.ts's subject.
+    const fetch = registry.fetch;
     const db = server.context.db;
 
     t.test('base endpoint', async (t) => {
@@ -27,7 +30,7 @@ for (const backend of BACKENDS) {
 
     t.test('monolithic upload, HEAD, GET and ranges', async (t) => {
       const blob = randomBlob(300_000);
-      const pushed = await pushBlobMonolithic(url, 'lib/mono', blob.data);
+      const pushed = await pushBlobMonolithic(registry, 'lib/mono', blob.data);
       t.equal(pushed.status, 201);
       t.equal(pushed.headers.get('docker-content-digest'), blob.digest);
       t.equal(pushed.headers.get('location'), `/v2/lib/mono/blobs/${blob.digest}`);
@@ -77,7 +80,7 @@ for (const backend of BACKENDS) {
 
     t.test('chunked upload, status, out-of-order chunk, cancel', async (t) => {
       const blob = randomBlob(250_000);
-      const put = await pushBlobChunked(url, 'lib/chunked', blob.data, 100_000);
+      const put = await pushBlobChunked(registry, 'lib/chunked', blob.data, 100_000);
       t.equal(put.status, 201);
       const get = await fetch(`${url}/v2/lib/chunked/blobs/${blob.digest}`);
       t.same(Buffer.from(await get.arrayBuffer()), blob.data);
@@ -127,7 +130,9 @@ for (const backend of BACKENDS) {
     t.test('content-addressed: stored once, concurrent uploads too, and mountable', async (t) => {
       const blob = randomBlob(200_000);
       const results = await Promise.all(
-        ['a', 'b', 'c', 'd', 'e'].map((suffix) => pushBlobMonolithic(url, `dedupe/${suffix}`, blob.data)),
+        ['a', 'b', 'c', 'd', 'e'].map((suffix) =>
+          pushBlobMonolithic(registry, `dedupe/${suffix}`, blob.data),
+        ),
       );
       t.same(
         results.map((response) => response.status),
@@ -161,7 +166,7 @@ for (const backend of BACKENDS) {
     });
 
     t.test('manifests by tag and digest', async (t) => {
-      const image = await pushImage(url, 'apps/web', 'v1');
+      const image = await pushImage(registry, 'apps/web', 'v1');
       const byTag = await fetch(`${url}/v2/apps/web/manifests/v1`, {
         headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' },
       });
@@ -178,14 +183,14 @@ for (const backend of BACKENDS) {
       t.equal(head.status, 200);
       t.equal(head.headers.get('content-length'), String(image.manifestBytes.length));
 
-      const pushByDigest = await putManifest(url, 'apps/web', image.manifestDigest, image.manifest);
+      const pushByDigest = await putManifest(registry, 'apps/web', image.manifestDigest, image.manifest);
       t.equal(pushByDigest.response.status, 201);
       t.equal(
         pushByDigest.response.headers.get('location'),
         `/v2/apps/web/manifests/${image.manifestDigest}`,
       );
 
-      const wrongDigest = await putManifest(url, 'apps/web', sha256('nope'), image.manifest);
+      const wrongDigest = await putManifest(registry, 'apps/web', sha256('nope'), image.manifest);
       t.equal(wrongDigest.response.status, 400);
       t.equal(await errorCode(wrongDigest.response), 'DIGEST_INVALID');
 
@@ -195,7 +200,7 @@ for (const backend of BACKENDS) {
           : { digest: '', size: 0 },
         [{ digest: sha256('not uploaded'), size: 12 }],
       );
-      const refused = await putManifest(url, 'apps/web', 'broken', missing);
+      const refused = await putManifest(registry, 'apps/web', 'broken', missing);
       t.equal(refused.response.status, 404);
       t.equal(await errorCode(refused.response), 'MANIFEST_BLOB_UNKNOWN');
       t.equal((await fetch(`${url}/v2/apps/web/manifests/broken`)).status, 404);
@@ -215,7 +220,7 @@ for (const backend of BACKENDS) {
     });
 
     t.test('docker schema 2 manifests, manifest lists and OCI indexes', async (t) => {
-      const image = await pushImage(url, 'multi/arch', 'amd64');
+      const image = await pushImage(registry, 'multi/arch', 'amd64');
       const docker = {
         schemaVersion: 2,
         mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
@@ -230,7 +235,7 @@ for (const backend of BACKENDS) {
           size: layer.size,
         })),
       };
-      const pushedDocker = await putManifest(url, 'multi/arch', 'docker', docker, docker.mediaType);
+      const pushedDocker = await putManifest(registry, 'multi/arch', 'docker', docker, docker.mediaType);
       t.equal(pushedDocker.response.status, 201);
       const got = await fetch(`${url}/v2/multi/arch/manifests/docker`);
       t.equal(got.headers.get('content-type'), docker.mediaType);
@@ -251,7 +256,7 @@ for (const backend of BACKENDS) {
             },
           ],
         };
-        const pushed = await putManifest(url, 'multi/arch', tag, index, mediaType);
+        const pushed = await putManifest(registry, 'multi/arch', tag, index, mediaType);
         t.equal(pushed.response.status, 201, `${tag} pushed`);
         const fetched = await fetch(`${url}/v2/multi/arch/manifests/${tag}`);
         t.equal(fetched.headers.get('content-type'), mediaType);
@@ -268,14 +273,14 @@ for (const backend of BACKENDS) {
           },
         ],
       };
-      const refused = await putManifest(url, 'multi/arch', 'orphan', orphan, orphan.mediaType);
+      const refused = await putManifest(registry, 'multi/arch', 'orphan', orphan, orphan.mediaType);
       t.equal(await errorCode(refused.response), 'MANIFEST_BLOB_UNKNOWN');
     });
 
     t.test('tags/list and _catalog with pagination', async (t) => {
-      const image = await pushImage(url, 'paged/repo', 'a');
+      const image = await pushImage(registry, 'paged/repo', 'a');
       for (const tag of ['b', 'c', 'd']) {
-        t.equal((await putManifest(url, 'paged/repo', tag, image.manifest)).response.status, 201);
+        t.equal((await putManifest(registry, 'paged/repo', tag, image.manifest)).response.status, 201);
       }
       const all = await fetch(`${url}/v2/paged/repo/tags/list`);
       t.same(await all.json(), { name: 'paged/repo', tags: ['a', 'b', 'c', 'd'] });
@@ -298,11 +303,11 @@ for (const backend of BACKENDS) {
     });
 
     t.test('referrers API', async (t) => {
-      const image = await pushImage(url, 'signed/app', 'v1');
+      const image = await pushImage(registry, 'signed/app', 'v1');
       const empty = Buffer.from('{}');
-      await pushBlobMonolithic(url, 'signed/app', empty);
+      await pushBlobMonolithic(registry, 'signed/app', empty);
       const signatureBlob = randomBlob(100);
-      await pushBlobMonolithic(url, 'signed/app', signatureBlob.data);
+      await pushBlobMonolithic(registry, 'signed/app', signatureBlob.data);
       const artifact = (artifactType: string) => ({
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.manifest.v1+json',
@@ -317,14 +322,19 @@ for (const backend of BACKENDS) {
         annotations: { 'org.example.kind': artifactType },
       });
       const signature = await putManifest(
-        url,
+        registry,
         'signed/app',
         sha256(JSON.stringify(artifact('application/vnd.example.signature'))),
         artifact('application/vnd.example.signature'),
       );
       t.equal(signature.response.status, 201);
       t.equal(signature.response.headers.get('oci-subject'), image.manifestDigest);
-      const sbom = await putManifest(url, 'signed/app', 'sbom', artifact('application/vnd.example.sbom'));
+      const sbom = await putManifest(
+        registry,
+        'signed/app',
+        'sbom',
+        artifact('application/vnd.example.sbom'),
+      );
       t.equal(sbom.response.status, 201);
 
       const all = await fetch(`${url}/v2/signed/app/referrers/${image.manifestDigest}`);
@@ -357,8 +367,8 @@ for (const backend of BACKENDS) {
     });
 
     t.test('deleting tags, manifests and blobs', async (t) => {
-      const image = await pushImage(url, 'del/app', 'v1');
-      await putManifest(url, 'del/app', 'v2', image.manifest);
+      const image = await pushImage(registry, 'del/app', 'v1');
+      await putManifest(registry, 'del/app', 'v2', image.manifest);
       const deleteTag = await fetch(`${url}/v2/del/app/manifests/v1`, { method: 'DELETE' });
       t.equal(deleteTag.status, 202);
       t.equal((await fetch(`${url}/v2/del/app/manifests/v1`)).status, 404);

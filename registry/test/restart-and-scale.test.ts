@@ -1,8 +1,12 @@
 // Upload sessions survive a registry restart, and registries of one deployment (shared PostgreSQL,
 // Ceph bucket and Redis) see the same content and can continue each other's uploads.
 import t from 'tap';
+import { ADMIN, asAdmin, tokenFor } from '../../test/support/auth.ts';
 import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
 import { pushImage, randomBlob } from '../../test/support/oci.ts';
+
+// Every request comes from the admin (the registries share its account through the database).
+const fetch = asAdmin;
 
 for (const backend of BACKENDS) {
   t.test(`${backend}: an upload resumes after a registry restart`, async (t) => {
@@ -43,10 +47,16 @@ if (BACKENDS.includes('production')) {
     const resources = await provisionBackend(t, 'production');
     const a = await startRegistry(t, resources);
     const b = await startRegistry(t, resources);
-    const image = await pushImage(a.url, 'shared/app', 'v1', [100_000, 200_000]);
+    const image = await pushImage(a, 'shared/app', 'v1', [100_000, 200_000]);
     const manifest = await fetch(`${b.url}/v2/shared/app/manifests/v1`);
     t.equal(manifest.status, 200);
     t.equal(manifest.headers.get('docker-content-digest'), image.manifestDigest);
+    // The registries sign with one key (kept in the shared database): a token of one works on the other.
+    const { token } = await tokenFor(a.url, ADMIN, ['repository:shared/app:pull']);
+    const withToken = await globalThis.fetch(`${b.url}/v2/shared/app/manifests/v1`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    t.equal(withToken.status, 200, 'a token from one registry is good at the other');
     const layer = await fetch(`${b.url}/v2/shared/app/blobs/${image.layers[1]!.digest}`);
     t.same(Buffer.from(await layer.arrayBuffer()), image.layers[1]!.data);
 

@@ -23,13 +23,15 @@ const text = (value: Uint8Array) => Buffer.from(value).toString('utf8');
 for (const backend of BACKENDS) {
   t.test(`${backend}: torrent metainfo`, async (t) => {
     const resources = await provisionBackend(t, backend);
-    const { url } = await startRegistry(t, resources, {
+    const registry = await startRegistry(t, resources, {
       ZEDGE_TRACKERS: 'http://127.0.0.1:6969/announce,udp://127.0.0.1:6969',
       ZEDGE_WEB_SEEDS: 'http://edge.zone-a.example:5002',
     });
+    // Requests as the admin; anonymous ones say so (globalThis.fetch).
+    const { url, fetch } = registry;
     const size = 3 * 1024 * 1024 + 12345;
     const blob = randomBlob(size);
-    t.equal((await pushBlobMonolithic(url, 'lib/torrent', blob.data)).status, 201);
+    t.equal((await pushBlobMonolithic(registry, 'lib/torrent', blob.data)).status, 201);
 
     const response = await fetch(`${url}/api/v1/blobs/${blob.digest}/torrent`);
     t.equal(response.status, 200);
@@ -45,10 +47,18 @@ for (const backend of BACKENDS) {
       torrent['announce-list'].map((tier) => tier.map(text)),
       [['http://127.0.0.1:6969/announce'], ['udp://127.0.0.1:6969']],
     );
-    t.same(torrent['url-list'].map(text), [
-      `http://edge.zone-a.example:5002/api/v1/blobs/${blob.digest}`,
-      `${url}/api/v1/blobs/${blob.digest}`,
-    ]);
+    const [edgeSeed, centerSeed] = torrent['url-list'].map(text);
+    t.equal(edgeSeed, `http://edge.zone-a.example:5002/api/v1/blobs/${blob.digest}`);
+    t.match(
+      centerSeed,
+      new RegExp(`^${url}/api/v1/blobs/${blob.digest}\\?token=[\\w-]+\\.[\\w-]+\\.[\\w-]+$`),
+      "the center's web seed carries a token for the blob (BitTorrent clients send no credentials)",
+    );
+    const anonymous = await globalThis.fetch(`${url}/api/v1/blobs/${blob.digest}`);
+    t.equal(anonymous.status, 401, 'a private blob is not served without credentials');
+    const seeded = await globalThis.fetch(centerSeed!, { headers: { Range: 'bytes=0-9' } });
+    t.equal(seeded.status, 206, 'the web seed URL works as it is');
+    t.same(Buffer.from(await seeded.arrayBuffer()), blob.data.subarray(0, 10));
 
     const pieceLength = torrent.info['piece length'];
     const expected = [];
@@ -84,11 +94,12 @@ for (const backend of BACKENDS) {
 t.test('aria2 downloads a blob from the center web seed alone and verifies it', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
   // No tracker runs at this address: the web seed is the only source.
-  const { url } = await startRegistry(t, resources, { ZEDGE_TRACKERS: 'http://127.0.0.1:9/announce' });
+  const registry = await startRegistry(t, resources, { ZEDGE_TRACKERS: 'http://127.0.0.1:9/announce' });
   const blob = randomBlob(5 * 1024 * 1024 + 777);
-  await pushBlobMonolithic(url, 'lib/aria', blob.data);
+  await pushBlobMonolithic(registry, 'lib/aria', blob.data);
+  // The torrent, as the admin gets it, names the web seed with the admin's token for this blob.
   const torrent = Buffer.from(
-    await (await fetch(`${url}/api/v1/blobs/${blob.digest}/torrent`)).arrayBuffer(),
+    await (await registry.fetch(`${registry.url}/api/v1/blobs/${blob.digest}/torrent`)).arrayBuffer(),
   );
   const dir = await mkdtemp(join(tmpdir(), 'zedge-aria2-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));

@@ -46,12 +46,12 @@ t.test('a webtorrent leecher in another process downloads a layer from the seede
   // Nothing listens at the trackers' address: the leecher is given the seeder as its only peer.
   const registry = await startRegistry(t, resources, { ZEDGE_TRACKERS: 'http://127.0.0.1:9/announce' });
   const blob = randomBlob(6 * MiB + 4321);
-  await pushBlobMonolithic(registry.url, 'edge/bt', blob.data);
+  await pushBlobMonolithic(registry, 'edge/bt', blob.data);
   const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
   t.equal((await warm(seeder.url, [blob.digest])).state, 'done');
   const infoHash = await seededInfoHash(seeder.url, blob.digest);
 
-  const response = await fetch(`${registry.url}/api/v1/blobs/${blob.digest}/torrent`);
+  const response = await registry.fetch(`${registry.url}/api/v1/blobs/${blob.digest}/torrent`);
   t.equal(response.headers.get('x-info-hash'), infoHash, 'the seeder seeds the center torrent');
   const torrent = bencode.decode(Buffer.from(await response.arrayBuffer())) as Record<string, unknown>;
   delete torrent['url-list']; // no web seed to fall back on
@@ -86,7 +86,7 @@ t.test('the seeder announces its zone and role=edge to the tracker', async (t) =
     tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '1' },
   });
   const blob = randomBlob(MiB);
-  await pushBlobMonolithic(registry.url, 'edge/announce', blob.data);
+  await pushBlobMonolithic(registry, 'edge/announce', blob.data);
   const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url, ZEDGE_SEEDER_ZONE: 'zone-a' });
   await warm(seeder.url, [blob.digest]);
   const infoHash = await seededInfoHash(seeder.url, blob.digest);

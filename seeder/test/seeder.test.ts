@@ -29,7 +29,7 @@ for (const backend of BACKENDS) {
     const resources = await provisionBackend(t, backend);
     const registry = await startRegistry(t, resources);
     const blob = randomBlob(3 * MiB + 17);
-    t.equal((await pushBlobMonolithic(registry.url, 'edge/store', blob.data)).status, 201);
+    t.equal((await pushBlobMonolithic(registry, 'edge/store', blob.data)).status, 201);
     const seeder = await startSeeder(t, {
       ...resources.env,
       ZEDGE_SEEDER_STORE_ACCESS: 'true',
@@ -66,7 +66,7 @@ t.test('one upstream fetch from the center for concurrent warms and reads', asyn
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources);
   const blob = randomBlob(8 * MiB + 3);
-  await pushBlobMonolithic(registry.url, 'edge/center', blob.data);
+  await pushBlobMonolithic(registry, 'edge/center', blob.data);
   const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
 
   const base = seeder.url;
@@ -135,7 +135,7 @@ t.test('Range requests', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources);
   const blob = randomBlob(2 * MiB + 1001);
-  await pushBlobMonolithic(registry.url, 'edge/range', blob.data);
+  await pushBlobMonolithic(registry, 'edge/range', blob.data);
   const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
   const url = `${seeder.url}/blobs/sha256/${hexOf(blob.digest)}`;
   const size = blob.data.length;
@@ -171,8 +171,8 @@ t.test('Range requests', async (t) => {
 t.test('warming an image reference: every platform of an index, resolved through the center', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources);
-  const amd64 = await pushImage(registry.url, 'edge/app', 'amd64', [200_000, 300_000]);
-  const arm64 = await pushImage(registry.url, 'edge/app', 'arm64', [400_000]);
+  const amd64 = await pushImage(registry, 'edge/app', 'amd64', [200_000, 300_000]);
+  const arm64 = await pushImage(registry, 'edge/app', 'arm64', [400_000]);
   const index = {
     schemaVersion: 2,
     mediaType: 'application/vnd.oci.image.index.v1+json',
@@ -183,7 +183,7 @@ t.test('warming an image reference: every platform of an index, resolved through
       platform: { os: 'linux', architecture: n === 0 ? 'amd64' : 'arm64' },
     })),
   };
-  const pushed = await putManifest(registry.url, 'edge/app', 'multi', index, index.mediaType);
+  const pushed = await putManifest(registry, 'edge/app', 'multi', index, index.mediaType);
   t.equal(pushed.response.status, 201);
   const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
 
@@ -271,8 +271,8 @@ t.test('a layer larger than the whole cache is refused clearly', async (t) => {
   const registry = await startRegistry(t, resources);
   const big = randomBlob(2 * MiB);
   const small = randomBlob(100_000);
-  await pushBlobMonolithic(registry.url, 'edge/big', big.data);
-  await pushBlobMonolithic(registry.url, 'edge/big', small.data);
+  await pushBlobMonolithic(registry, 'edge/big', big.data);
+  await pushBlobMonolithic(registry, 'edge/big', small.data);
   const seeder = await startSeeder(t, {
     ZEDGE_REGISTRY_URL: registry.url,
     ZEDGE_SEEDER_CACHE_BYTES: String(MiB),
@@ -297,7 +297,7 @@ t.test('least recently used layers are evicted; pinned ones are not', async (t) 
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources);
   const [a, b, c] = [randomBlob(MiB), randomBlob(MiB), randomBlob(MiB)];
-  for (const blob of [a, b, c]) await pushBlobMonolithic(registry.url, 'edge/lru', blob.data);
+  for (const blob of [a, b, c]) await pushBlobMonolithic(registry, 'edge/lru', blob.data);
   const seeder = await startSeeder(t, {
     ZEDGE_REGISTRY_URL: registry.url,
     ZEDGE_SEEDER_CACHE_BYTES: String(2.5 * MiB),
@@ -341,7 +341,7 @@ t.test('the cache survives a restart, and is served and seeded without the cente
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources);
   const [a, b] = [randomBlob(MiB + 5), randomBlob(600_000)];
-  for (const blob of [a, b]) await pushBlobMonolithic(registry.url, 'edge/restart', blob.data);
+  for (const blob of [a, b]) await pushBlobMonolithic(registry, 'edge/restart', blob.data);
   const first = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
   await warm(first.url, [a.digest, b.digest]);
   await eventually(async () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { type AgentConfig, agentConfig } from '../../agent/config.ts';
 import { type AgentServer, createAgent } from '../../agent/server.ts';
 import { createLogger } from '../../shared/logger.ts';
+import { ADMIN, credsOf } from './auth.ts';
 import { closeOnce, type Teardown } from './backends.ts';
 
 export interface RunningAgent {
@@ -23,6 +24,8 @@ export async function startAgent(t: Teardown, env: Record<string, string>): Prom
     ZEDGE_AGENT_CACHE_DIR: ownDir ?? env.ZEDGE_AGENT_CACHE_DIR,
     ZEDGE_HASH_THREADS: '1',
     LOG_LEVEL: 'warn',
+    // The center's admin, unless the test gives a host account's credential.
+    ZEDGE_AGENT_CREDENTIAL: credsOf(ADMIN),
     // Tests that want the fleet (registration, heartbeats, distribution jobs) say so.
     ZEDGE_AGENT_JOIN_FLEET: 'false',
     ...env,

@@ -3,10 +3,13 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { ADMIN, credsOf, TEST_ADMIN_PASSWORD } from './auth.ts';
 import type { Teardown } from './backends.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const cliMain = resolve(root, 'cli/main.ts');
+// A registry the command starts has the tests' admin; commands that call a registry do so as it.
+const AUTH_ENV = { ZEDGE_ADMIN_PASSWORD: TEST_ADMIN_PASSWORD, ZEDGE_CREDENTIAL: credsOf(ADMIN) };
 
 /** Runs `zedge-p2p <args>` and resolves with the URL of every service once each logged "<role> ready". */
 export async function startCli(
@@ -17,7 +20,7 @@ export async function startCli(
 ): Promise<{ urls: Record<string, string>; stop(): Promise<number | null> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', cliMain, ...args], {
     cwd: root,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...AUTH_ENV, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.teardown(() => child.kill('SIGKILL'));
@@ -55,7 +58,7 @@ export function runCli(
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', cliMain, ...args], {
     cwd: root,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...AUTH_ENV, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -1,13 +1,16 @@
 // The fleet and distribution REST API as a test drives it in place of agents: hosts register, jobs
 // are created, progress is reported.
+import { asAdmin } from './auth.ts';
+
 export interface ApiAnswer {
   status: number;
   // biome-ignore lint/suspicious/noExplicitAny: the API's JSON answers, of many shapes
   body: any;
 }
 
+/** A call as the registry's admin (who may do what agents and the orchestrator do). */
 export async function apiCall(url: string, method: string, body?: unknown): Promise<ApiAnswer> {
-  const response = await fetch(url, {
+  const response = await asAdmin(url, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),

@@ -6,6 +6,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { type Credentials, credsOf } from './auth.ts';
 import { imageManifest } from './oci.ts';
 
 const run = promisify(execFile);
@@ -101,13 +102,55 @@ export async function skopeo(args: string[]): Promise<{ stdout: string; stderr: 
 
 export const SKOPEO_COPY_FLAGS = ['--preserve-digests', '--dest-oci-accept-uncompressed-layers', '--quiet'];
 
-/** Pushes the layout's image tagged `tag` to `destination` (a `docker://` reference on a plain-HTTP registry). */
-export async function pushLayout(dir: string, tag: string, destination: string): Promise<void> {
-  await skopeo(['copy', ...SKOPEO_COPY_FLAGS, '--dest-tls-verify=false', `oci:${dir}:${tag}`, destination]);
+/** skopeo's --creds value for credentials (none: anonymous). */
+function credsFlag(flag: string, creds: Credentials | undefined): string[] {
+  return creds ? [`${flag}=${credsOf(creds)}`] : [];
 }
 
-/** Pulls `source` (a `docker://` reference on a plain-HTTP registry) into an OCI layout; the blobs it got. */
-export async function pullToLayout(source: string, dir: string): Promise<string[]> {
-  await skopeo(['copy', ...SKOPEO_COPY_FLAGS, '--src-tls-verify=false', source, `oci:${dir}:pulled`]);
+/** `skopeo inspect --raw` of `reference` (a `docker://` reference on a plain-HTTP registry) as `creds`. */
+export function inspectRaw(
+  reference: string,
+  creds: Credentials | undefined,
+): Promise<{ stdout: string; stderr: string }> {
+  return skopeo(['inspect', '--raw', '--tls-verify=false', ...credsFlag('--creds', creds), reference]);
+}
+
+/**
+ * Pushes the layout's image tagged `tag` to `destination` (a `docker://` reference on a plain-HTTP
+ * registry) as `creds` (skopeo --dest-creds: the registry's token flow).
+ */
+export async function pushLayout(
+  dir: string,
+  tag: string,
+  destination: string,
+  creds: Credentials | undefined,
+): Promise<void> {
+  await skopeo([
+    'copy',
+    ...SKOPEO_COPY_FLAGS,
+    '--dest-tls-verify=false',
+    ...credsFlag('--dest-creds', creds),
+    `oci:${dir}:${tag}`,
+    destination,
+  ]);
+}
+
+/**
+ * Pulls `source` (a `docker://` reference on a plain-HTTP registry) into an OCI layout as `creds` (none:
+ * anonymously); the blobs it got.
+ */
+export async function pullToLayout(
+  source: string,
+  dir: string,
+  creds: Credentials | undefined,
+): Promise<string[]> {
+  await skopeo([
+    'copy',
+    ...SKOPEO_COPY_FLAGS,
+    '--src-tls-verify=false',
+    ...credsFlag('--src-creds', creds),
+    source,
+    `oci:${dir}:pulled`,
+  ]);
   return (await readdir(join(dir, 'blobs', 'sha256'))).map((hex) => `sha256:${hex}`);
 }

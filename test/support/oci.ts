@@ -10,8 +10,21 @@ export function randomBlob(size: number): { data: Buffer; digest: string } {
   return { data, digest: sha256(data) };
 }
 
-export async function pushBlobMonolithic(base: string, name: string, data: Buffer): Promise<Response> {
-  return fetch(`${base}/v2/${name}/blobs/uploads/?digest=${sha256(data)}`, {
+/**
+ * Where the helpers send requests and as whom: a registry's URL (anonymous requests), or a URL with a
+ * fetch that carries credentials, such as a RunningRegistry (its admin) or `{ url, fetch: fetchAs(user) }`.
+ */
+export type Target = string | { url: string; fetch: typeof fetch };
+
+function endpoint(target: Target): { base: string; send: typeof fetch } {
+  return typeof target === 'string'
+    ? { base: target, send: fetch }
+    : { base: target.url, send: target.fetch };
+}
+
+export async function pushBlobMonolithic(target: Target, name: string, data: Buffer): Promise<Response> {
+  const { base, send } = endpoint(target);
+  return send(`${base}/v2/${name}/blobs/uploads/?digest=${sha256(data)}`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/octet-stream' },
     body: data,
@@ -20,17 +33,18 @@ export async function pushBlobMonolithic(base: string, name: string, data: Buffe
 
 /** POST, then PATCH in chunks of `chunkSize`, then PUT; returns the final response. */
 export async function pushBlobChunked(
-  base: string,
+  target: Target,
   name: string,
   data: Buffer,
   chunkSize: number,
 ): Promise<Response> {
-  const start = await fetch(`${base}/v2/${name}/blobs/uploads/`, { method: 'POST' });
+  const { base, send } = endpoint(target);
+  const start = await send(`${base}/v2/${name}/blobs/uploads/`, { method: 'POST' });
   if (start.status !== 202) throw new Error(`upload start: ${start.status}`);
   let location = new URL(start.headers.get('location')!, base).toString();
   for (let offset = 0; offset < data.length; offset += chunkSize) {
     const chunk = data.subarray(offset, Math.min(offset + chunkSize, data.length));
-    const response = await fetch(location, {
+    const response = await send(location, {
       method: 'PATCH',
       headers: {
         'Content-Type': 'application/octet-stream',
@@ -42,7 +56,7 @@ export async function pushBlobChunked(
     location = new URL(response.headers.get('location')!, base).toString();
   }
   const separator = location.includes('?') ? '&' : '?';
-  return fetch(`${location}${separator}digest=${sha256(data)}`, { method: 'PUT' });
+  return send(`${location}${separator}digest=${sha256(data)}`, { method: 'PUT' });
 }
 
 export function imageManifest(
@@ -63,14 +77,15 @@ export function imageManifest(
 }
 
 export async function putManifest(
-  base: string,
+  target: Target,
   name: string,
   reference: string,
   manifest: unknown,
   mediaType = 'application/vnd.oci.image.manifest.v1+json',
 ): Promise<{ response: Response; digest: string; bytes: Buffer }> {
+  const { base, send } = endpoint(target);
   const bytes = Buffer.from(JSON.stringify(manifest));
-  const response = await fetch(`${base}/v2/${name}/manifests/${reference}`, {
+  const response = await send(`${base}/v2/${name}/manifests/${reference}`, {
     method: 'PUT',
     headers: { 'Content-Type': mediaType },
     body: bytes,
@@ -80,7 +95,7 @@ export async function putManifest(
 
 /** Pushes a config blob, `layerCount` random layers and a manifest tagged `tag`. */
 export async function pushImage(
-  base: string,
+  base: Target,
   name: string,
   tag: string,
   layerSizes: number[] = [1024, 2048],

@@ -8,11 +8,23 @@ export interface RawResponse {
 }
 
 /** Sends `path` exactly as given (fetch would resolve `..` segments). */
-export function rawRequest(base: string, method: string, path: string, body?: Buffer): Promise<RawResponse> {
+export function rawRequest(
+  base: string,
+  method: string,
+  path: string,
+  body?: Buffer,
+  headers: Record<string, string> = {},
+): Promise<RawResponse> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve, reject) => {
     const req = request(
-      { hostname, port, method, path, headers: body ? { 'Content-Length': body.length } : {} },
+      {
+        hostname,
+        port,
+        method,
+        path,
+        headers: { ...headers, ...(body ? { 'Content-Length': body.length } : {}) },
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
@@ -34,6 +46,7 @@ export function abortedUpload(
   path: string,
   declaredLength: number,
   sent: Buffer,
+  headers: Record<string, string> = {},
 ): Promise<void> {
   const { hostname, port } = new URL(base);
   return new Promise((resolve) => {
@@ -42,7 +55,7 @@ export function abortedUpload(
       port,
       method,
       path,
-      headers: { 'Content-Length': declaredLength, 'Content-Type': 'application/octet-stream' },
+      headers: { ...headers, 'Content-Length': declaredLength, 'Content-Type': 'application/octet-stream' },
     });
     req.on('error', () => resolve());
     req.write(sent, () => {

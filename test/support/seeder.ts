@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { type SeederConfig, seederConfig } from '../../seeder/config.ts';
 import { createSeeder, type SeederServer } from '../../seeder/server.ts';
 import { createLogger } from '../../shared/logger.ts';
+import { ADMIN, credsOf } from './auth.ts';
 import { closeOnce, type Teardown } from './backends.ts';
 
 export interface RunningSeeder {
@@ -26,6 +27,8 @@ export async function startSeeder(t: Teardown, env: Record<string, string>): Pro
     ZEDGE_SEEDER_CACHE_DIR: ownDir ?? env.ZEDGE_SEEDER_CACHE_DIR,
     ZEDGE_HASH_THREADS: '1',
     LOG_LEVEL: 'warn',
+    // The center's admin, unless the test gives a host account's credential.
+    ZEDGE_SEEDER_CREDENTIAL: credsOf(ADMIN),
     ...env,
   });
   const server = await createSeeder(config, createLogger('seeder-test', process.env.LOG_LEVEL ?? 'warn'));

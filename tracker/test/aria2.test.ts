@@ -14,7 +14,7 @@ t.test('aria2 downloads a layer from another aria2 found through the tracker', a
     tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '2' },
   });
   const blob = randomBlob(6 * 1024 * 1024 + 99);
-  await pushBlobMonolithic(registry.url, 'lib/swarm', blob.data);
+  await pushBlobMonolithic(registry, 'lib/swarm', blob.data);
   const work = await mkdtemp(join(tmpdir(), 'zedge-aria2-swarm-'));
   t.teardown(() => rm(work, { recursive: true, force: true }));
   // No web seed: the only source is the seeding peer.

@@ -159,8 +159,8 @@ for (const backend of BACKENDS) {
       tracker: { ZEDGE_TRACKER_ZONES: '127.0.0.0/8=loopback-zone' },
     });
     const blob = randomBlob(700_000);
-    await pushBlobMonolithic(registry.url, 'lib/tracked', blob.data);
-    const torrent = await fetch(`${registry.url}/api/v1/blobs/${blob.digest}/torrent`);
+    await pushBlobMonolithic(registry, 'lib/tracked', blob.data);
+    const torrent = await registry.fetch(`${registry.url}/api/v1/blobs/${blob.digest}/torrent`);
     const infoHash = torrent.headers.get('x-info-hash')!;
     await torrent.arrayBuffer();
 
