@@ -5,6 +5,7 @@ import type { Database, Queryable } from '../shared/db/database.ts';
 import { SYSTEM_USER_ID } from '../shared/db/migrations/001-registry-core.ts';
 import { floorLevel, levelSql, type Principal, userParam } from './auth/access.ts';
 import type { User } from './auth/accounts.ts';
+import { versionPushed, versionRemoved } from './versions.ts';
 
 export interface BlobRow {
   digest: string;
@@ -222,6 +223,7 @@ export class Metadata {
           [imageId, versionId, tag, SYSTEM_USER_ID],
         );
       }
+      await versionPushed(tx, imageId, versionId, tag);
       await tx.query("UPDATE images SET updated_at = now(), status = 'active' WHERE id = $1", [imageId]);
       return { versionId, imageId };
     });
@@ -245,6 +247,7 @@ export class Metadata {
         [version.id],
       );
       await tx.query('DELETE FROM image_versions WHERE id = $1', [version.id]);
+      await versionRemoved(tx, version.image_id);
       await this.refreshReferenceCounts(
         referenced.map((row) => row.digest),
         tx,

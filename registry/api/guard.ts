@@ -3,10 +3,11 @@
 // list) are for /v2 and layers: account and fleet endpoints want a password or an API token.
 import type { FastifyRequest } from 'fastify';
 import { problems } from '../../shared/errors.ts';
-import type { Principal } from '../auth/access.ts';
+import { Level, type Principal } from '../auth/access.ts';
 import type { User } from '../auth/accounts.ts';
 import { AuthError } from '../auth/authenticate.ts';
 import type { RegistryContext } from '../context.ts';
+import type { Images, ImageView } from '../images.ts';
 
 export async function principalOf(
   context: RegistryContext,
@@ -52,4 +53,32 @@ export async function hostOrAdmin(context: RegistryContext, request: FastifyRequ
   if (user.kind !== 'host' && !user.is_admin)
     throw problems.forbidden('only host accounts (agents) and admins may do this');
   return user;
+}
+
+/**
+ * The image `request.params.id` and the caller, if the caller's level on it is at least `needed`
+ * (Level.read, write or admin): 401 for anonymous callers, 404 for no such image, 403 otherwise.
+ */
+export async function imageAccess(
+  context: RegistryContext,
+  images: Images,
+  request: FastifyRequest<{ Params: { id: string } }>,
+  needed: number,
+): Promise<{ image: ImageView; principal: Principal }> {
+  const principal = await principalOf(context, request);
+  const image = await images.get(principal, request.params.id);
+  const level = image ? Level[image.access] : Level.none;
+  if (!image || level < Level.read) {
+    if (!principal.user) throw problems.unauthorized(`sign in to see image ${request.params.id}`);
+    if (!image) throw problems.notFound(`image ${request.params.id}`);
+    throw problems.forbidden(`you may not see image ${request.params.id}`);
+  }
+  if (level < needed && !principal.user)
+    throw problems.unauthorized(`sign in to change image ${request.params.id}`);
+  if (level < needed)
+    throw problems.forbidden(
+      `${needed === Level.admin ? 'admin' : 'write'} access to ${image.name} is needed`,
+    );
+  if (principal.scope) throw problems.forbidden('this token is limited to registry access; use an API token');
+  return { image, principal };
 }

@@ -15,7 +15,8 @@ import {
   type Images,
   VISIBILITIES,
 } from '../images.ts';
-import { principalOf, userAccount } from './guard.ts';
+import type { Versions } from '../versions.ts';
+import { imageAccess, principalOf, userAccount } from './guard.ts';
 import { nullableText, PAGE_QUERY, type PageQuery, paged, pageOf, strictBodies, UUID } from './validation.ts';
 
 const count = (maximum: number) => ({ type: ['integer', 'null'], minimum: 0, maximum }) as const;
@@ -68,30 +69,13 @@ export async function imageRoutes(
   context: RegistryContext,
   images: Images,
   grants: Grants,
+  versions: Versions,
 ): Promise<void> {
   strictBodies(app);
   const { access } = context;
 
-  /** The image and the caller, if the caller's level on it is at least `needed`. */
-  async function imageFor(request: FastifyRequest<{ Params: { id: string } }>, needed: number) {
-    const principal = await principalOf(context, request);
-    const image = await images.get(principal, request.params.id);
-    const level = image ? Level[image.access] : Level.none;
-    if (!image || level < Level.read) {
-      if (!principal.user) throw problems.unauthorized(`sign in to see image ${request.params.id}`);
-      if (!image) throw problems.notFound(`image ${request.params.id}`);
-      throw problems.forbidden(`you may not see image ${request.params.id}`);
-    }
-    if (level < needed && !principal.user)
-      throw problems.unauthorized(`sign in to change image ${request.params.id}`);
-    if (level < needed)
-      throw problems.forbidden(
-        `${needed === Level.admin ? 'admin' : 'write'} access to ${image.name} is needed`,
-      );
-    if (principal.scope)
-      throw problems.forbidden('this token is limited to registry access; use an API token');
-    return { image, principal };
-  }
+  const imageFor = (request: FastifyRequest<{ Params: { id: string } }>, needed: number) =>
+    imageAccess(context, images, request, needed);
 
   app.get<{ Querystring: ListQuery }>(
     '/images',
@@ -170,8 +154,25 @@ export async function imageRoutes(
     },
   );
 
+  // One image with its newest versions and its tags, as the seed's 6.2.1 shows it.
   app.get<{ Params: { id: string } }>('/images/:id', { schema: { params: imageParams } }, async (request) => {
-    return (await imageFor(request, Level.read)).image;
+    const { image } = await imageFor(request, Level.read);
+    const [recent, tags] = await Promise.all([
+      versions.list(image.id, { limit: 100, offset: 0 }),
+      versions.tags(image.id),
+    ]);
+    return {
+      ...image,
+      versions: recent.items.map((version) => ({
+        id: version.id,
+        version: version.version,
+        is_latest: version.is_latest,
+        size_bytes: version.total_size_bytes,
+        status: version.status,
+        created_at: version.created_at,
+      })),
+      tags: tags.map((tag) => ({ name: tag.name, version: tag.version, updated_at: tag.updated_at })),
+    };
   });
 
   const update = async (request: FastifyRequest<{ Params: { id: string }; Body: ImageFields }>) => {

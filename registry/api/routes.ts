@@ -12,11 +12,13 @@ import { ANONYMOUS_SUBJECT, SERVICE } from '../auth/tokens.ts';
 import { sendBlob } from '../blob-response.ts';
 import type { RegistryContext } from '../context.ts';
 import { Images } from '../images.ts';
+import { Versions } from '../versions.ts';
 import { accountRoutes } from './accounts.ts';
 import { distributionRoutes } from './distributions.ts';
 import { principalOf } from './guard.ts';
 import { hostRoutes } from './hosts.ts';
 import { imageRoutes } from './images.ts';
+import { versionRoutes } from './versions.ts';
 
 /** How long the token in a torrent's web seed URL of the center lasts (torrents are kept by agents). */
 const WEB_SEED_TOKEN_SECONDS = 24 * 3600;
@@ -30,9 +32,10 @@ export async function apiRoutes(app: FastifyInstance, context: RegistryContext):
   });
 
   await app.register(async (scope) => accountRoutes(scope, context));
-  await app.register(async (scope) =>
-    imageRoutes(scope, context, new Images(context.db), new Grants(context.db)),
-  );
+  const images = new Images(context.db);
+  const versions = new Versions(context.db);
+  await app.register(async (scope) => imageRoutes(scope, context, images, new Grants(context.db), versions));
+  await app.register(async (scope) => versionRoutes(scope, context, images, versions));
   await app.register(async (scope) => hostRoutes(scope, context));
   await app.register(async (scope) => distributionRoutes(scope, context));
 
