@@ -59,17 +59,19 @@ export class Downloader {
   ) {}
 
   /**
-   * The layer's download, started now unless one runs. The caller checks the cache first. A pull may
-   * stream from the edge when this host is the swarm's first leecher; a distribution job's prefetch
-   * (`swarmOnly`) may not: its hosts start together, and the edge is to send each piece about once.
+   * The layer's download, started now unless one runs. The caller checks the cache first. A pull
+   * takes pieces in order (its client streams them) and may stream from the edge when this host is the
+   * swarm's first leecher. A distribution job's `prefetch` takes the rarest pieces first and never
+   * streams as first leecher: its hosts start together, the edge is to send each piece about once,
+   * and hosts taking pieces in the same order would have nothing to give each other.
    */
-  fetch(digest: Digest, { swarmOnly = false }: { swarmOnly?: boolean } = {}): Download {
+  fetch(digest: Digest, { prefetch = false }: { prefetch?: boolean } = {}): Download {
     const running = this.downloads.get(digest);
     if (running) return running;
     if (this.closing.signal.aborted) throw new Error('agent is closing');
     const download: Download = { flight: new Flight<Way>(digest), bytes: emptyTally() };
     this.downloads.set(digest, download);
-    void this.run(download, swarmOnly);
+    void this.run(download, prefetch);
     return download;
   }
 
@@ -88,7 +90,7 @@ export class Downloader {
     this.hooks.onBytes?.(source, bytes);
   }
 
-  private async run(download: Download, swarmOnly: boolean): Promise<void> {
+  private async run(download: Download, prefetch: boolean): Promise<void> {
     const { flight } = download;
     const { digest } = flight;
     let reservation: Reservation | undefined;
@@ -116,13 +118,18 @@ export class Downloader {
       const path = join(dir, fileNameOf(digest));
       const handle = await open(path, 'w+');
       // The first host to want a layer streams it from the edge; the rest take the swarm.
-      const first = summary && size > 0 && !swarmOnly && !body && (await this.swarm.isFirstLeecher(summary));
+      const first = summary && size > 0 && !prefetch && !body && (await this.swarm.isFirstLeecher(summary));
       if (first) {
         this.hooks.onFirstLeecher?.(digest);
         body = await openOverHttp(this.http, digest, 0);
       }
       flight.begin(size, body ? 'http' : 'bittorrent', handle);
-      if (summary && size > 0 && !body && !(await this.viaSwarm(download, torrent!, summary, dir))) {
+      if (
+        summary &&
+        size > 0 &&
+        !body &&
+        !(await this.viaSwarm(download, torrent!, summary, dir, prefetch))
+      ) {
         flight.source = 'http';
         body = await openOverHttp(this.http, digest, flight.written);
       }
@@ -158,11 +165,12 @@ export class Downloader {
     file: Buffer,
     summary: { length: number; pieceLength: number; urlList: string[] },
     dir: string,
+    rarestFirst: boolean,
   ): Promise<boolean> {
     const { flight } = download;
     const { length, pieceLength, urlList } = summary;
     const pieceCount = Math.ceil(length / pieceLength);
-    const torrent = this.swarm.download(file, dir, flight.digest, (source, bytes) =>
+    const torrent = this.swarm.download(file, dir, flight.digest, rarestFirst, (source, bytes) =>
       this.count(download, source, bytes),
     );
     return new Promise<boolean>((resolve, reject) => {

@@ -55,10 +55,11 @@ export class Prefetcher {
     this.log.info({ job: job.id, image: job.image, layers: job.layers.length }, 'prefetching');
     const bytesBySource = emptyTally();
     let done = 0;
-    let current: { written(): number } | undefined;
+    const inFlight = new Set<{ written(): number }>();
     let cancelled = false;
     const send = async (status: JobReport['status'], error?: string) => {
-      const bytesDone = done + (current?.written() ?? 0);
+      let bytesDone = done;
+      for (const download of inFlight) bytesDone += download.written();
       const answer = await this.report(job.id, {
         status,
         bytesDone,
@@ -72,20 +73,29 @@ export class Prefetcher {
     }, REPORT_EVERY_MS);
     try {
       await send('running');
-      for (const layer of job.layers) {
-        if (cancelled) return;
-        const digest = parseDigest(layer.digest).digest as Digest;
-        if (!this.cache.has(digest)) {
-          const download = this.downloader.fetch(digest, { swarmOnly: true });
-          const before = { ...download.bytes };
-          current = { written: () => download.flight.written };
-          await download.flight.done;
-          for (const source of ['peers', 'edge', 'center'] as const)
-            bytesBySource[source] += download.bytes[source] - before[source];
-          current = undefined;
-        }
-        done += layer.size;
-      }
+      // Every layer at once: each is a swarm of its own, and one after another would leave the host's
+      // link idle while a layer's last pieces trickle in.
+      await Promise.all(
+        job.layers.map(async (layer) => {
+          if (cancelled) return;
+          const digest = parseDigest(layer.digest).digest as Digest;
+          if (!this.cache.has(digest)) {
+            const download = this.downloader.fetch(digest, { prefetch: true });
+            const before = { ...download.bytes };
+            const progress = { written: () => download.flight.written };
+            inFlight.add(progress);
+            try {
+              await download.flight.done;
+            } finally {
+              inFlight.delete(progress);
+            }
+            for (const source of ['peers', 'edge', 'center'] as const)
+              bytesBySource[source] += download.bytes[source] - before[source];
+          }
+          done += layer.size;
+        }),
+      );
+      if (cancelled) return;
       clearInterval(ticker);
       if (!cancelled) await send('completed');
       this.log.info({ job: job.id, bytesBySource }, 'prefetched');

@@ -78,7 +78,8 @@ export class Swarm {
   }
 
   /**
-   * Starts downloading a layer into `dir` from peers (the edge seeder among them, over BitTorrent).
+   * Starts downloading a layer into `dir` from peers (the edge seeder among them, over BitTorrent),
+   * pieces in order or the rarest first.
    * Web seeds are left out: the caller adds the edge's (`addEdgeWebSeed`) and then the torrent's own
    * (the center) when the swarm does not deliver. `onBytes` counts every byte by source.
    */
@@ -86,9 +87,13 @@ export class Swarm {
     file: Buffer,
     dir: string,
     digest: Digest,
+    rarestFirst: boolean,
     onBytes: (source: ByteSource, bytes: number) => void,
   ): Torrent {
-    const torrent = this.client.add(withoutWebSeeds(file), { path: dir });
+    const torrent = this.client.add(withoutWebSeeds(file), {
+      path: dir,
+      strategy: rarestFirst ? 'rarest' : 'sequential',
+    });
     const edgeSeed = this.options.edgeUrl && webSeedUrl(this.options.edgeUrl, digest);
     const edgeId = edgeSeed ? webSeedId(edgeSeed) : undefined;
     this.watch(torrent, digest);

@@ -25,6 +25,8 @@ declare module 'webtorrent' {
     skipVerify?: boolean;
     /** Pieces kept in memory per torrent (default 20); 0 reads every piece from disk. */
     storeCacheSlots?: number;
+    /** Piece selection: in order (default) or the rarest among connected peers first. */
+    strategy?: 'sequential' | 'rarest';
     announce?: string[];
     urlList?: string[];
     getAnnounceOpts?: () => Record<string, string | number>;

@@ -63,8 +63,9 @@ export function cdfChart(title: string, series: Series[], markers: Marker[]): st
     }
     parts.push(
       `<polyline points="${points.join(' ')}" fill="none" stroke="${entry.color}" stroke-width="2"/>`,
-      `<rect x="${MARGIN.left + 10}" y="${MARGIN.top + 10 + index * 18}" width="12" height="12" fill="${entry.color}"/>`,
-      `<text x="${MARGIN.left + 28}" y="${MARGIN.top + 20 + index * 18}">${xmlText(entry.label)}</text>`,
+      // The legend sits bottom right, clear of the markers' labels at the top.
+      `<rect x="${x(xMax) - 190}" y="${y(0) - 48 + index * 18}" width="12" height="12" fill="${entry.color}"/>`,
+      `<text x="${x(xMax) - 172}" y="${y(0) - 38 + index * 18}">${xmlText(entry.label)}</text>`,
     );
   }
   parts.push('</svg>');

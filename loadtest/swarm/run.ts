@@ -69,6 +69,8 @@ interface ModeResult {
   sent: { center: number; edge: number; hosts: number };
   /** What the agents reported, by source (zedge mode only). */
   reportedBySource?: { peers: number; edge: number; center: number };
+  /** What the edge says it served, by way (zedge mode only). */
+  edgeServed?: { http: number; bittorrent: number };
 }
 
 const work = await mkdtemp(join(tmpdir(), 'zedge-bench-swarm-'));
@@ -288,6 +290,9 @@ async function zedge(
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+  const edgeStatus = (await (await fetch(`${edge}/api/v1/status`)).json()) as {
+    bytesServed: { http: number; bittorrent: number };
+  };
   for (const host of view.hosts.filter((entry) => entry.status !== 'completed'))
     console.error(`zedge: ${host.hostId} ${host.status}${host.error ? `: ${host.error}` : ''}`);
   return {
@@ -301,6 +306,7 @@ async function zedge(
       hosts: (await linkBytes(lab, hosts)) - before.hosts,
     },
     reportedBySource: view.progress.bytesBySource,
+    edgeServed: edgeStatus.bytesServed,
   };
 }
 
@@ -393,6 +399,10 @@ if (zedgeResult) {
     console.log(
       `agents' own count of bytes received: peers ${times(peers)}, edge ${times(edge)}, center ${times(center)}`,
     );
+  }
+  if (zedgeResult.edgeServed) {
+    const { http, bittorrent } = zedgeResult.edgeServed;
+    console.log(`the edge's own count of bytes served: BitTorrent ${times(bittorrent)}, HTTP ${times(http)}`);
   }
 }
 
