@@ -38,8 +38,19 @@ async function writeLayer(path: string): Promise<string> {
   return `sha256:${hash.digest('hex')}`;
 }
 
+// The center's admin signs every request here (distribution ignores the credentials); the seeder
+// and the agent reach the center with the same account.
+const ADMIN_PASSWORD = 'bench-admin-password';
+const CREDS = `admin:${ADMIN_PASSWORD}`;
+
 function zedge(role: string, env: Record<string, string>): void {
-  const child = startProcess(process.execPath, [cli, role], { LOG_LEVEL: 'warn', ...env });
+  const child = startProcess(process.execPath, [cli, role], {
+    LOG_LEVEL: 'warn',
+    ZEDGE_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    ZEDGE_SEEDER_CREDENTIAL: CREDS,
+    ZEDGE_AGENT_CREDENTIAL: CREDS,
+    ...env,
+  });
   stops.push(() => stopProcess(child));
 }
 
@@ -47,6 +58,8 @@ function zedge(role: string, env: Record<string, string>): void {
 async function timedGet(url: string): Promise<number> {
   const { stdout } = await run('curl', [
     '-sf',
+    '-u',
+    CREDS,
     '-o',
     '/dev/null',
     '-w',
@@ -62,6 +75,8 @@ async function timedGet(url: string): Promise<number> {
 async function push(base: string, path: string, digest: string): Promise<void> {
   const { stdout } = await run('curl', [
     '-sf',
+    '-u',
+    CREDS,
     '-X',
     'POST',
     '-o',
@@ -75,6 +90,8 @@ async function push(base: string, path: string, digest: string): Promise<void> {
   location.searchParams.set('digest', digest);
   await run('curl', [
     '-sf',
+    '-u',
+    CREDS,
     '-X',
     'PUT',
     '-H',
@@ -147,13 +164,15 @@ try {
   await push(distributionUrl, layer, digest);
   // The center computes the layer's torrent after the upload; a pull needs it.
   await waitForHttp(`${center}/api/v1/blobs/${digest}/torrent`);
-  await run('curl', ['-sf', '-o', '/dev/null', `${center}/api/v1/blobs/${digest}/torrent`]);
+  await run('curl', ['-sf', '-u', CREDS, '-o', '/dev/null', `${center}/api/v1/blobs/${digest}/torrent`]);
 
   const path = `/v2/bench/layer/blobs/${digest}`;
   const direct = best([await timedGet(`${center}${path}`), await timedGet(`${center}${path}`)]);
   // The edge warmed ahead of time, as a distribution job asks it to.
   await run('curl', [
     '-sf',
+    '-u',
+    CREDS,
     '-X',
     'POST',
     '-H',
@@ -163,7 +182,7 @@ try {
     `${seeder}/api/v1/warm`,
   ]);
   for (;;) {
-    const { stdout } = await run('curl', ['-sf', `${seeder}/api/v1/status`]);
+    const { stdout } = await run('curl', ['-sf', '-u', CREDS, `${seeder}/api/v1/status`]);
     if (
       (JSON.parse(stdout) as { layers: { digest: string }[] }).layers.some((entry) => entry.digest === digest)
     )

@@ -32,8 +32,12 @@ interface Target {
   name: string;
   host: string;
   pid: number;
+  /** `user:password` the registry wants (zedge-p2p: its admin); none for distribution. */
+  creds?: string;
   stop(): Promise<void>;
 }
+
+const ADMIN_PASSWORD = 'bench-admin-password';
 
 async function startZedge(round: number): Promise<Target> {
   const port = await freePort();
@@ -41,12 +45,16 @@ async function startZedge(round: number): Promise<Target> {
   const child = startProcess(
     process.execPath,
     [join(root, 'bin/zedge-p2p.js'), 'registry', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir],
-    {
-      LOG_LEVEL: 'warn',
-    },
+    { LOG_LEVEL: 'warn', ZEDGE_ADMIN_PASSWORD: ADMIN_PASSWORD },
   );
   await waitForHttp(`http://127.0.0.1:${port}/v2/`);
-  return { name: 'zedge-p2p', host: `127.0.0.1:${port}`, pid: child.pid!, stop: () => stopProcess(child) };
+  return {
+    name: 'zedge-p2p',
+    host: `127.0.0.1:${port}`,
+    pid: child.pid!,
+    creds: `admin:${ADMIN_PASSWORD}`,
+    stop: () => stopProcess(child),
+  };
 }
 
 async function startDistribution(round: number): Promise<Target> {
@@ -70,8 +78,9 @@ async function startDistribution(round: number): Promise<Target> {
 }
 
 // curl, not fetch: a Node client would be the bottleneck at these rates.
-async function rawGet(url: string): Promise<void> {
-  const { stdout } = await run('curl', ['-sf', '-o', '/dev/null', '-w', '%{size_download}', url]);
+async function rawGet(url: string, creds: string | undefined): Promise<void> {
+  const auth = creds ? ['-u', creds] : [];
+  const { stdout } = await run('curl', ['-sf', ...auth, '-o', '/dev/null', '-w', '%{size_download}', url]);
   if (Number(stdout) < layerBytes) throw new Error(`raw GET returned only ${stdout} bytes`);
 }
 
@@ -105,6 +114,7 @@ try {
           'copy',
           ...SKOPEO_COPY_FLAGS,
           '--dest-tls-verify=false',
+          ...(target.creds ? ['--dest-creds', target.creds] : []),
           `oci:${image.dir}:bench`,
           `docker://${target.host}/${repository}:v1`,
         ]),
@@ -115,7 +125,9 @@ try {
         const torrents = await measure(target.pid, () =>
           Promise.all(
             image.layerDigests.map((digest) =>
-              fetch(`http://${target.host}/api/v1/blobs/${digest}/torrent`).then((r) => r.arrayBuffer()),
+              fetch(`http://${target.host}/api/v1/blobs/${digest}/torrent`, {
+                headers: { Authorization: `Basic ${Buffer.from(target.creds!).toString('base64')}` },
+              }).then((r) => r.arrayBuffer()),
             ),
           ),
         );
@@ -129,13 +141,14 @@ try {
           'copy',
           ...SKOPEO_COPY_FLAGS,
           '--src-tls-verify=false',
+          ...(target.creds ? ['--src-creds', target.creds] : []),
           `docker://${target.host}/${repository}:v1`,
           `oci:${pulledDir}:v1`,
         ]),
       );
       await rm(pulledDir, { recursive: true, force: true });
       const get = await measure(target.pid, () =>
-        rawGet(`http://${target.host}/v2/${repository}/blobs/${image.layerDigests[0]}`),
+        rawGet(`http://${target.host}/v2/${repository}/blobs/${image.layerDigests[0]}`, target.creds),
       );
       const runs = report[target.name] ?? {};
       report[target.name] = runs;

@@ -81,7 +81,14 @@ function service(lab: Lab, host: NetHost, role: string, env: Record<string, stri
   const child = startProcess(
     command,
     args,
-    { LOG_LEVEL: values.logs ? 'info' : 'warn', ZEDGE_ADMIN_PASSWORD: ADMIN_PASSWORD, ...env },
+    {
+      LOG_LEVEL: values.logs ? 'info' : 'warn',
+      ZEDGE_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      // The edge and the agents reach the center as its admin (a deployment gives them host accounts).
+      ZEDGE_SEEDER_CREDENTIAL: `admin:${ADMIN_PASSWORD}`,
+      ZEDGE_AGENT_CREDENTIAL: `admin:${ADMIN_PASSWORD}`,
+      ...env,
+    },
     'inherit',
     values.logs && join(values.logs, `${host.name}-${role}.log`),
   );
@@ -186,6 +193,8 @@ async function direct(
           layers.map(async (layer) => {
             const [command, args] = lab.exec(host, 'curl', [
               '-sf',
+              '-u',
+              `admin:${ADMIN_PASSWORD}`,
               '-o',
               '/dev/null',
               '-w',
