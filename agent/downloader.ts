@@ -4,8 +4,7 @@
 // seed only once peers and edge delivered nothing for a moment), then plain HTTP (edge, then center)
 // when there is no torrent or the swarm stalls. Whatever the way, the whole layer's sha256 is checked
 // in the hashing pool before it enters the cache; a layer that does not match is discarded.
-import { mkdir, open, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Digest } from '../shared/digest.ts';
@@ -13,9 +12,9 @@ import { parseDigest } from '../shared/digest.ts';
 import type { HashPool } from '../shared/hashing/pool.ts';
 import type { LayerCache, Reservation } from '../shared/layer-cache.ts';
 import { DigestMismatchError, Flight } from '../shared/layer-flight.ts';
-import { fileNameOf } from '../shared/torrent/metainfo.ts';
 import { summarizeTorrent, type TorrentFiles } from '../shared/torrent/torrent-files.ts';
 import { type HttpSource, openOverHttp, SourceError } from './http-source.ts';
+import { type ResumePoint, resumePoint } from './resume.ts';
 import { type ByteSource, emptyTally } from './sources.ts';
 import type { Swarm } from './swarm.ts';
 
@@ -36,6 +35,8 @@ export interface DownloaderHooks {
   onFailed?(digest: Digest, error: Error): void;
   onFallback?(digest: Digest, reason: string): void;
   onFirstLeecher?(digest: Digest): void;
+  /** A download took over `bytes` of verified pieces an earlier one left. */
+  onResumed?(digest: Digest, bytes: number): void;
 }
 
 export interface DownloaderOptions {
@@ -94,7 +95,6 @@ export class Downloader {
     const { flight } = download;
     const { digest } = flight;
     let reservation: Reservation | undefined;
-    let dir: string | undefined;
     try {
       const torrent = await this.torrents
         .get(digest, undefined, this.closing.signal)
@@ -106,29 +106,37 @@ export class Downloader {
       // Without a torrent the HTTP answer tells the size.
       let body = summary ? undefined : await openOverHttp(this.http, digest, 0);
       const size = summary?.length ?? body!.size;
+      let handle: FileHandle;
+      let resumed: ResumePoint | undefined;
       try {
-        reservation = this.cache.reserve(digest, size);
-        // webtorrent names the file after the torrent: it gets a directory of its own.
-        dir = `${reservation.path}.d`;
-        await mkdir(dir, { recursive: true });
+        // webtorrent names the file after the torrent: the reservation's own directory is its path.
+        reservation = this.cache.reserve(digest, size, { resumable: true });
+        await mkdir(reservation.dir!, { recursive: true });
+        handle = await openPartial(reservation.path, size);
+        // What an earlier download of the layer left is kept where its pieces check out.
+        resumed = summary && (await resumePoint(reservation.path, handle, torrent!, summary, this.hashPool));
+        if (!resumed) await handle.truncate(0);
       } catch (error) {
         body?.body.destroy();
         throw error;
       }
-      const path = join(dir, fileNameOf(digest));
-      const handle = await open(path, 'w+');
+      if (resumed) this.hooks.onResumed?.(digest, resumed.bytes);
+      const complete = resumed?.bytes === size;
       // The first host to want a layer streams it from the edge; the rest take the swarm.
-      const first = summary && size > 0 && !prefetch && !body && (await this.swarm.isFirstLeecher(summary));
+      const first =
+        summary && size > 0 && !complete && !prefetch && !body && (await this.swarm.isFirstLeecher(summary));
       if (first) {
         this.hooks.onFirstLeecher?.(digest);
-        body = await openOverHttp(this.http, digest, 0);
+        body = await openOverHttp(this.http, digest, resumed?.prefix ?? 0);
       }
       flight.begin(size, body ? 'http' : 'bittorrent', handle);
+      if (resumed) flight.progress(resumed.prefix);
       if (
         summary &&
         size > 0 &&
+        !complete &&
         !body &&
-        !(await this.viaSwarm(download, torrent!, summary, dir, prefetch))
+        !(await this.viaSwarm(download, torrent!, summary, reservation.dir!, prefetch, resumed?.bitfield))
       ) {
         flight.source = 'http';
         body = await openOverHttp(this.http, digest, flight.written);
@@ -138,21 +146,21 @@ export class Downloader {
         throw new SourceError(`got ${flight.written} of ${size} bytes of ${digest}`);
       await handle.datasync();
       const { algorithm, hex } = parseDigest(digest);
-      const actual = await this.hashPool.fileDigest(path, algorithm);
+      const actual = await this.hashPool.fileDigest(reservation.path, algorithm);
       if (actual !== hex) throw new DigestMismatchError(digest, `${algorithm}:${actual}`);
-      await rename(path, reservation.path);
       const unpin = await reservation.commit({ pin: true });
       this.downloads.delete(digest);
       flight.settle('cached', undefined, unpin);
       this.hooks.onCached?.(digest, size, torrent, (Date.now() - flight.startedAt) / 1000);
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
+      // Verified pieces stay for the next download of the layer, unless the layer itself is wrong.
+      // Settled before the download is forgotten: a new one must not find its directory being removed.
+      const wrong = failure instanceof DigestMismatchError;
+      await (wrong ? reservation?.abort() : reservation?.suspend())?.catch(() => {});
       this.downloads.delete(digest);
-      await reservation?.abort().catch(() => {});
       flight.settle('failed', failure);
       this.hooks.onFailed?.(digest, failure);
-    } finally {
-      if (dir) await rm(dir, { recursive: true, force: true }).catch(() => {});
     }
   }
 
@@ -166,11 +174,12 @@ export class Downloader {
     summary: { length: number; pieceLength: number; urlList: string[] },
     dir: string,
     rarestFirst: boolean,
+    have: Uint8Array | undefined,
   ): Promise<boolean> {
     const { flight } = download;
     const { length, pieceLength, urlList } = summary;
     const pieceCount = Math.ceil(length / pieceLength);
-    const torrent = this.swarm.download(file, dir, flight.digest, rarestFirst, (source, bytes) =>
+    const torrent = this.swarm.download(file, dir, flight.digest, { rarestFirst, have }, (source, bytes) =>
       this.count(download, source, bytes),
     );
     return new Promise<boolean>((resolve, reject) => {
@@ -240,7 +249,7 @@ export class Downloader {
   private async viaHttp(
     download: Download,
     first: { source: ByteSource; body: Readable },
-    handle: import('node:fs/promises').FileHandle,
+    handle: FileHandle,
   ): Promise<void> {
     const { flight } = download;
     let current = first;
@@ -257,12 +266,7 @@ export class Downloader {
     }
   }
 
-  private async copy(
-    download: Download,
-    source: ByteSource,
-    body: Readable,
-    handle: import('node:fs/promises').FileHandle,
-  ) {
+  private async copy(download: Download, source: ByteSource, body: Readable, handle: FileHandle) {
     const { flight } = download;
     const size = flight.size!;
     let lastProgress = Date.now();
@@ -296,4 +300,14 @@ export class Downloader {
       this.closing.signal.removeEventListener('abort', onClose);
     }
   }
+}
+
+/** The partial file of a download, as an earlier download of the layer left it (or new). */
+async function openPartial(path: string, size: number): Promise<FileHandle> {
+  const handle = await open(path, 'r+').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return open(path, 'w+');
+    throw error;
+  });
+  if ((await handle.stat()).size > size) await handle.truncate(size);
+  return handle;
 }

@@ -8,6 +8,8 @@ export interface AgentMetrics extends ServiceMetrics {
   lookups: Counter<'result'>;
   fallbacks: Counter;
   firstLeecher: Counter;
+  resumedBytes: Counter;
+  droppedPeers: Counter;
   bytesServed: Counter<'via'>;
   cacheBytes: Gauge;
   cacheLayers: Gauge;
@@ -50,6 +52,16 @@ export function createAgentMetrics(gauges: AgentGauges): AgentMetrics {
     firstLeecher: new Counter({
       name: 'zedge_agent_first_leecher_pulls_total',
       help: 'Downloads streamed from the edge over HTTP because the tracker showed this host alone in the swarm',
+      registers,
+    }),
+    resumedBytes: new Counter({
+      name: 'zedge_agent_resumed_bytes_total',
+      help: 'Bytes of verified pieces a download took over from an earlier, stopped download of the layer',
+      registers,
+    }),
+    droppedPeers: new Counter({
+      name: 'zedge_agent_dropped_peers_total',
+      help: 'Peers dropped (and not let back during the download) for sending data that failed verification',
       registers,
     }),
     bytesServed: new Counter({

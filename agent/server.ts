@@ -56,6 +56,10 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
     downloadLimit: config.downloadLimit,
     log,
     onUpload: (bytes) => metrics.bytesServed.inc({ via: 'bittorrent' }, bytes),
+    onDroppedPeer: (digest, peer, reason) => {
+      metrics.droppedPeers.inc();
+      log.warn({ digest, peer, reason }, 'peer dropped: it sent data that failed verification');
+    },
   }).catch(async (error) => {
     await hashPool.close();
     throw error;
@@ -102,6 +106,10 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
       onFirstLeecher: (digest) => {
         metrics.firstLeecher.inc();
         log.info({ digest }, 'first host in the swarm: layer streamed from the edge');
+      },
+      onResumed: (digest, bytes) => {
+        metrics.resumedBytes.inc(bytes);
+        log.info({ digest, bytes }, 'download resumed from the pieces an earlier one left');
       },
       onFallback: (digest, reason) => {
         metrics.fallbacks.inc();

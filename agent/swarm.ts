@@ -8,6 +8,7 @@ import type { Logger } from '../shared/logger.ts';
 import { startTorrentClient } from '../shared/torrent/client.ts';
 import { peerIdFor } from '../shared/torrent/peer-id.ts';
 import { type TorrentSummary, withoutWebSeeds } from '../shared/torrent/torrent-files.ts';
+import { BadPeers, type PeerWire } from './bad-peers.ts';
 import { isFirstLeecher } from './first-leecher.ts';
 import { type ByteSource, sourceOfWire, webSeedId, webSeedUrl } from './sources.ts';
 
@@ -21,6 +22,8 @@ export interface SwarmOptions {
   log: Logger;
   /** Bytes sent to peers, as they go out. */
   onUpload?: (bytes: number) => void;
+  /** A peer was dropped from a download for sending data that failed verification. */
+  onDroppedPeer?: (digest: Digest, peer: string, reason: string) => void;
 }
 
 export class Swarm {
@@ -79,7 +82,7 @@ export class Swarm {
 
   /**
    * Starts downloading a layer into `dir` from peers (the edge seeder among them, over BitTorrent),
-   * pieces in order or the rarest first.
+   * pieces in order or the rarest first; `have` marks the pieces already in the file (resumed).
    * Web seeds are left out: the caller adds the edge's (`addEdgeWebSeed`) and then the torrent's own
    * (the center) when the swarm does not deliver. `onBytes` counts every byte by source.
    */
@@ -87,23 +90,25 @@ export class Swarm {
     file: Buffer,
     dir: string,
     digest: Digest,
-    rarestFirst: boolean,
+    { rarestFirst, have }: { rarestFirst: boolean; have?: Uint8Array },
     onBytes: (source: ByteSource, bytes: number) => void,
   ): Torrent {
     const torrent = this.client.add(withoutWebSeeds(file), {
       path: dir,
       strategy: rarestFirst ? 'rarest' : 'sequential',
+      ...(have && { bitfield: have }),
     });
     const edgeSeed = this.options.edgeUrl && webSeedUrl(this.options.edgeUrl, digest);
     const edgeId = edgeSeed ? webSeedId(edgeSeed) : undefined;
     this.watch(torrent, digest);
-    torrent.on(
-      'wire',
-      (wire: { type?: string; peerId?: string; on(event: 'download', fn: (n: number) => void): void }) => {
-        const source = sourceOfWire(wire, edgeId);
-        wire.on('download', (bytes) => onBytes(source, bytes));
-      },
+    const badPeers = new BadPeers(torrent, (peer, reason) =>
+      this.options.onDroppedPeer?.(digest, peer, reason),
     );
+    torrent.on('wire', (wire: PeerWire & { on(event: 'download', fn: (n: number) => void): void }) => {
+      const source = sourceOfWire(wire, edgeId);
+      wire.on('download', (bytes) => onBytes(source, bytes));
+      badPeers.watch(wire);
+    });
     return torrent;
   }
 

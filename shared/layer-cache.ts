@@ -2,7 +2,10 @@
 // Layers being read (HTTP) are pinned and never evicted; fetches in progress reserve their size up
 // front so that the cache never overcommits its capacity. The index is rebuilt from the directory at
 // start: a layer file exists under `layers/` only once it was verified, partial fetches live under
-// `partial/` and are dropped at start.
+// `partial/`. A resumable fetch (the agent's, whose pieces can be checked against the torrent) keeps
+// its partial file when it stops, and across restarts: the next fetch of the layer takes it over.
+// Until then such leftovers count against the capacity and are the first to go when room is needed;
+// every other partial file is dropped at start.
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -67,6 +70,10 @@ export class LayerCache {
   private readonly persistedAt = new Map<Digest, number>();
   private stored = 0;
   private reserved = 0;
+  // Partial files of resumable fetches that stopped, oldest first: what they hold on disk.
+  private readonly leftovers = new Map<Digest, number>();
+  private leftover = 0;
+  private readonly resuming = new Set<Digest>();
 
   private constructor(
     dir: string,
@@ -81,8 +88,6 @@ export class LayerCache {
   static async open(dir: string, capacity: number, options: CacheOptions = {}): Promise<LayerCache> {
     const cache = new LayerCache(dir, capacity, options);
     await mkdir(cache.layersDir, { recursive: true });
-    // Whatever a previous run was still fetching was never verified.
-    await rm(cache.partialDir, { recursive: true, force: true });
     await mkdir(cache.partialDir, { recursive: true });
     const found: CacheEntry[] = [];
     for (const name of await readdir(cache.layersDir)) {
@@ -97,14 +102,20 @@ export class LayerCache {
       cache.entries.set(entry.digest, entry);
       cache.stored += entry.size;
     }
+    await cache.adoptLeftovers();
     // The capacity may have been lowered since the last run.
     cache.evictFor(0);
     return cache;
   }
 
-  /** Bytes of cached layers plus bytes reserved by fetches in progress. */
+  /** Bytes of cached layers, reserved by fetches in progress and left by stopped resumable fetches. */
   get usedBytes(): number {
-    return this.stored + this.reserved;
+    return this.stored + this.reserved + this.leftover;
+  }
+
+  /** Bytes on disk of stopped resumable fetches, waiting to be resumed. */
+  get leftoverBytes(): number {
+    return this.leftover;
   }
 
   get storedBytes(): number {
@@ -161,15 +172,33 @@ export class LayerCache {
   }
 
   /**
-   * Reserves room for a layer of `size` bytes about to be fetched, evicting unpinned layers (least
-   * recently used first) as needed. Throws CacheFullError when there cannot be room.
+   * Reserves room for a layer of `size` bytes about to be fetched, evicting leftovers and then unpinned
+   * layers (least recently used first) as needed. Throws CacheFullError when there cannot be room.
+   * A `resumable` reservation's file is `<partial>/<name>/<name>` (its directory is the fetch's own)
+   * and holds whatever an earlier fetch of the layer left there; one such fetch per layer at a time.
    */
-  reserve(digest: Digest, size: number): Reservation {
+  reserve(digest: Digest, size: number, { resumable = false }: { resumable?: boolean } = {}): Reservation {
     if (size > this.capacity) throw new CacheFullError(size, this.capacity, true);
-    if (!this.evictFor(size)) throw new CacheFullError(size, this.capacity, false);
+    if (resumable && this.resuming.has(digest)) throw new Error(`${digest} is already being fetched`);
+    // The leftover becomes part of the reservation: it is not evicted to make room for itself.
+    const leftover = resumable ? this.leftovers.get(digest) : undefined;
+    if (leftover !== undefined) this.forgetLeftover(digest);
+    if (!this.evictFor(size)) {
+      if (leftover !== undefined) this.keepLeftover(digest, leftover);
+      throw new CacheFullError(size, this.capacity, false);
+    }
     this.reserved += size;
-    const path = join(this.partialDir, `${fileNameOf(digest)}.${randomBytes(6).toString('hex')}`);
-    return new Reservation(this, digest, size, path);
+    const name = fileNameOf(digest);
+    if (!resumable)
+      return new Reservation(
+        this,
+        digest,
+        size,
+        join(this.partialDir, `${name}.${randomBytes(6).toString('hex')}`),
+      );
+    this.resuming.add(digest);
+    const dir = join(this.partialDir, name);
+    return new Reservation(this, digest, size, join(dir, name), dir);
   }
 
   /** Removes a layer (e.g. found corrupt) whatever its pins. */
@@ -189,6 +218,8 @@ export class LayerCache {
       throw error;
     }
     this.reserved -= reservation.size;
+    this.resuming.delete(reservation.digest);
+    if (reservation.dir) await rm(reservation.dir, { recursive: true, force: true });
     const existing = this.entries.get(reservation.digest);
     if (existing) return pin ? this.pin(existing.digest) : undefined;
     const entry: CacheEntry = {
@@ -203,24 +234,79 @@ export class LayerCache {
     return pin ? this.pin(entry.digest) : undefined;
   }
 
-  /** @internal Gives back a reservation whose fetch failed. */
+  /** @internal Gives back a reservation whose fetch failed, and its bytes. */
   async release(reservation: Reservation): Promise<void> {
     this.reserved -= reservation.size;
-    await rm(reservation.path, { force: true });
+    await rm(reservation.dir ?? reservation.path, { recursive: true, force: true });
+    this.resuming.delete(reservation.digest);
   }
 
-  /** Evicts unpinned layers, oldest first, until `size` more bytes fit; false when they cannot. */
+  /** @internal Gives back a resumable reservation whose fetch stopped, keeping what it wrote. */
+  async suspend(reservation: Reservation): Promise<void> {
+    this.reserved -= reservation.size;
+    const kept = await bytesOnDisk(reservation.path, reservation.size);
+    if (kept > 0) this.keepLeftover(reservation.digest, kept);
+    else await rm(reservation.dir ?? reservation.path, { recursive: true, force: true });
+    this.resuming.delete(reservation.digest);
+    // The leftover may not fit if the capacity is all used meanwhile: it goes first.
+    this.evictFor(0);
+  }
+
+  /** Keeps the partial files of resumable fetches a previous run left; drops every other one. */
+  private async adoptLeftovers(): Promise<void> {
+    const found: { digest: Digest; bytes: number; at: number }[] = [];
+    for (const name of await readdir(this.partialDir)) {
+      const digest = name.replace('-', ':');
+      const file = join(this.partialDir, name, name);
+      const wanted = isDigest(digest) && !this.entries.has(digest as Digest);
+      const info = wanted ? await stat(file).catch(() => undefined) : undefined;
+      if (!info?.isFile()) {
+        await rm(join(this.partialDir, name), { recursive: true, force: true });
+        continue;
+      }
+      found.push({ digest: digest as Digest, bytes: await bytesOnDisk(file, info.size), at: info.mtimeMs });
+    }
+    found.sort((a, b) => a.at - b.at);
+    for (const { digest, bytes } of found) this.keepLeftover(digest, bytes);
+  }
+
+  private keepLeftover(digest: Digest, bytes: number): void {
+    this.leftovers.set(digest, bytes);
+    this.leftover += bytes;
+  }
+
+  private forgetLeftover(digest: Digest): void {
+    this.leftover -= this.leftovers.get(digest) ?? 0;
+    this.leftovers.delete(digest);
+  }
+
+  /**
+   * Makes room for `size` more bytes: leftovers go first (oldest first), then unpinned layers (least
+   * recently used first); false, evicting nothing, when that cannot be enough.
+   */
   private evictFor(size: number): boolean {
     let free = this.capacity - this.usedBytes;
     if (free >= size) return true;
+    const leftovers: Digest[] = [];
+    for (const [digest, bytes] of this.leftovers) {
+      if (free >= size) break;
+      leftovers.push(digest);
+      free += bytes;
+    }
     const victims: CacheEntry[] = [];
     for (const entry of this.entries.values()) {
+      if (free >= size) break;
       if (entry.pins > 0) continue;
       victims.push(entry);
       free += entry.size;
-      if (free >= size) break;
     }
     if (free < size) return false;
+    for (const digest of leftovers) {
+      this.forgetLeftover(digest);
+      rm(join(this.partialDir, fileNameOf(digest)), { recursive: true, force: true }).catch((error) =>
+        this.options.onError?.(error, digest),
+      );
+    }
     for (const victim of victims) {
       this.drop(victim);
       this.options.onEvict?.(victim.digest);
@@ -258,7 +344,10 @@ export class Reservation {
     private readonly cache: LayerCache,
     readonly digest: Digest,
     readonly size: number,
+    /** Where the fetch writes the layer. */
     readonly path: string,
+    /** A resumable fetch's own directory (`path` is in it). */
+    readonly dir?: string,
   ) {}
 
   /** Makes the (verified) layer a cache entry; with `pin`, returns its pin's release. */
@@ -273,4 +362,17 @@ export class Reservation {
     this.settled = true;
     await this.cache.release(this);
   }
+
+  /** Stops a resumable fetch, keeping its bytes for the next fetch of the layer (else like abort). */
+  async suspend(): Promise<void> {
+    if (this.settled) return;
+    this.settled = true;
+    await (this.dir ? this.cache.suspend(this) : this.cache.release(this));
+  }
+}
+
+/** What a (possibly sparse) file of at most `size` bytes holds on disk. */
+async function bytesOnDisk(path: string, size: number): Promise<number> {
+  const info = await stat(path).catch(() => undefined);
+  return info ? Math.min(size, info.blocks * 512, info.size) : 0;
 }

@@ -23,6 +23,8 @@ declare module 'webtorrent' {
     path?: string;
     /** Trust the files in `path` as complete and correct: no piece is re-hashed. */
     skipVerify?: boolean;
+    /** Pieces known to be on disk already (MSB first, as on the wire): only a sample is re-hashed. */
+    bitfield?: Uint8Array;
     /** Pieces kept in memory per torrent (default 20); 0 reads every piece from disk. */
     storeCacheSlots?: number;
     /** Piece selection: in order (default) or the rarest among connected peers first. */
@@ -48,6 +50,8 @@ declare module 'webtorrent' {
     readonly pieceLength: number;
     /** Pieces this client has verified. */
     readonly bitfield: { get(index: number): boolean };
+    /** The torrent's piece store (null until its metadata is known). */
+    readonly store: { get(index: number, callback: (error: Error | null, piece: Uint8Array) => void): void };
     addPeer(peer: string): boolean;
     /** Adds a BEP 19 web seed (an HTTP URL serving the whole file with Range). */
     addWebSeed(url: string): void;

@@ -4,7 +4,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import { agentStatus, startAgent } from '../../test/support/agent.ts';
+import { agentStatus, pullLayer, startAgent } from '../../test/support/agent.ts';
 import { asAdmin } from '../../test/support/auth.ts';
 import { provisionBackend, startRegistry, startRegistryAndTracker } from '../../test/support/backends.ts';
 import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
@@ -14,12 +14,6 @@ import { eventually, metric, startSeeder } from '../../test/support/seeder.ts';
 const fetch = asAdmin;
 
 const MiB = 1024 * 1024;
-
-async function pull(base: string, digest: string): Promise<Buffer> {
-  const response = await fetch(`${base}/v2/zedge/layers/blobs/${digest}`);
-  if (response.status !== 200) throw new Error(`pull: ${response.status} ${await response.text()}`);
-  return Buffer.from(await response.arrayBuffer());
-}
 
 t.test('the first agent pulls from the edge, the next ones mostly from peers', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
@@ -31,7 +25,10 @@ t.test('the first agent pulls from the edge, the next ones mostly from peers', a
   const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
 
   const first = await startAgent(t, { ZEDGE_REGISTRY_URL: registry.url, ZEDGE_AGENT_EDGE_URL: seeder.url });
-  t.ok((await pull(first.url, layer.digest)).equals(layer.data), 'first agent: byte-identical');
+  t.ok(
+    (await pullLayer(first.url, 'zedge/layers', layer.digest)).equals(layer.data),
+    'first agent: byte-identical',
+  );
   const firstBytes = (await agentStatus(first.url)).bytesBySource;
   // A block may arrive twice (end game): at least the layer, never less.
   t.ok(firstBytes.peers + firstBytes.edge + firstBytes.center >= layer.data.length);
@@ -50,7 +47,10 @@ t.test('the first agent pulls from the edge, the next ones mostly from peers', a
   await seeder.close();
   for (const name of ['second', 'third']) {
     const agent = await startAgent(t, { ZEDGE_REGISTRY_URL: registry.url });
-    t.ok((await pull(agent.url, layer.digest)).equals(layer.data), `${name} agent: byte-identical`);
+    t.ok(
+      (await pullLayer(agent.url, 'zedge/layers', layer.digest)).equals(layer.data),
+      `${name} agent: byte-identical`,
+    );
     const peers = await metric(agent.url, 'zedge_agent_bytes_total', { source: 'peers' });
     const center = await metric(agent.url, 'zedge_agent_bytes_total', { source: 'center' });
     t.ok(
@@ -80,7 +80,7 @@ t.test('agents starting together: only one streams from the edge, the others tak
       startAgent(t, { ZEDGE_REGISTRY_URL: registry.url, ZEDGE_AGENT_EDGE_URL: seeder.url }),
     ),
   );
-  const pulled = await Promise.all(agents.map((agent) => pull(agent.url, layer.digest)));
+  const pulled = await Promise.all(agents.map((agent) => pullLayer(agent.url, 'zedge/layers', layer.digest)));
   for (const bytes of pulled) t.ok(bytes.equals(layer.data), 'byte-identical');
   const firsts = await Promise.all(
     agents.map((agent) => metric(agent.url, 'zedge_agent_first_leecher_pulls_total')),
@@ -100,7 +100,7 @@ t.test('the tracker down: the pull still completes', async (t) => {
   await tracker.close();
   const agent = await startAgent(t, { ZEDGE_REGISTRY_URL: registry.url, ZEDGE_AGENT_CENTER_DELAY_MS: '500' });
   const started = Date.now();
-  t.ok((await pull(agent.url, layer.digest)).equals(layer.data), 'byte-identical');
+  t.ok((await pullLayer(agent.url, 'zedge/layers', layer.digest)).equals(layer.data), 'byte-identical');
   t.ok(Date.now() - started < 15_000, 'within seconds');
   t.equal((await agentStatus(agent.url)).layers.length, 1, 'cached');
 });

@@ -1,6 +1,6 @@
 // The layer cache on its own: LRU eviction within the capacity, pins, reservations, and an index
 // rebuilt from the directory at start.
-import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -118,3 +118,43 @@ t.test('the index is rebuilt from disk at start; partial files are dropped', asy
   );
   t.equal(smaller.usedBytes, 400);
 });
+
+t.test(
+  'a resumable fetch keeps its bytes when it stops, across restarts, until room is needed',
+  async (t) => {
+    const dir = await tempDir(t);
+    const first = await LayerCache.open(dir, 1_000);
+    const [layer, other, big] = ['layer', 'other', 'big'].map(digestOf) as [Digest, Digest, Digest];
+    const stopped = first.reserve(layer, 400, { resumable: true });
+    t.throws(() => first.reserve(layer, 400, { resumable: true }), /already being fetched/);
+    await mkdir(stopped.dir!, { recursive: true });
+    await writeFile(stopped.path, Buffer.alloc(300, 7));
+    await stopped.suspend();
+    t.equal(first.leftoverBytes, 300, 'what it wrote counts against the capacity');
+    // A leftover whose fetch never started again is adopted by the next run, which resumes it.
+    const second = await LayerCache.open(dir, 1_000);
+    t.equal(second.leftoverBytes, first.leftoverBytes, 'the next run keeps it');
+    const resumed = second.reserve(layer, 400, { resumable: true });
+    t.equal(resumed.path, stopped.path, 'the fetch of the same layer takes it over');
+    t.same(await readFile(resumed.path), Buffer.alloc(300, 7));
+    t.equal(second.leftoverBytes, 0);
+    t.equal(second.usedBytes, 400, 'counted once, as the reservation');
+    await resumed.suspend();
+    // Room for another fetch: the leftover goes before any cached layer.
+    await put(second, other, 300);
+    const needsRoom = second.reserve(big, 700);
+    t.equal(second.leftoverBytes, 0, 'the leftover was evicted');
+    t.ok(second.has(other), 'the cached layer stayed');
+    await needsRoom.abort();
+    // Evicted files are removed in the background.
+    for (let tries = 0; tries < 50 && (await readdir(second.partialDir)).length > 0; tries++)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    t.same(await readdir(second.partialDir), [], 'its directory is gone');
+    // A failed (not stopped) resumable fetch leaves nothing.
+    const failed = second.reserve(layer, 400, { resumable: true });
+    await mkdir(failed.dir!, { recursive: true });
+    await writeFile(failed.path, 'x');
+    await failed.abort();
+    t.same(await readdir(second.partialDir), []);
+  },
+);

@@ -55,6 +55,16 @@ export function summarizeTorrent(file: Uint8Array): TorrentSummary | undefined {
   }
 }
 
+/** The SHA-1s of a torrent's pieces (20 bytes each, concatenated); undefined when malformed. */
+export function pieceHashesOf(file: Uint8Array): Uint8Array | undefined {
+  try {
+    const pieces = (bencode.decode(file) as { info?: { pieces?: unknown } }).info?.pieces;
+    return pieces instanceof Uint8Array && pieces.length % 20 === 0 ? pieces : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The same torrent without its web seeds (the infohash is unchanged: the info dictionary is kept). */
 export function withoutWebSeeds(file: Uint8Array): Buffer {
   const torrent = bencode.decode(file) as Record<string, unknown>;

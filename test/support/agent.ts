@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { type AgentConfig, agentConfig } from '../../agent/config.ts';
 import { type AgentServer, createAgent } from '../../agent/server.ts';
 import { createLogger } from '../../shared/logger.ts';
-import { ADMIN, credsOf } from './auth.ts';
+import { ADMIN, asAdmin, credsOf } from './auth.ts';
 import { closeOnce, type Teardown } from './backends.ts';
 
 export interface RunningAgent {
@@ -50,4 +50,11 @@ export interface AgentStatus {
 
 export async function agentStatus(base: string): Promise<AgentStatus> {
   return (await (await fetch(`${base}/api/v1/status`)).json()) as AgentStatus;
+}
+
+/** A layer's bytes pulled through an agent (as the admin), failing on anything but 200. */
+export async function pullLayer(base: string, repository: string, digest: string): Promise<Buffer> {
+  const response = await asAdmin(`${base}/v2/${repository}/blobs/${digest}`);
+  if (response.status !== 200) throw new Error(`pull: ${response.status} ${await response.text()}`);
+  return Buffer.from(await response.arrayBuffer());
 }

@@ -17,7 +17,7 @@ export async function startCli(
   args: string[],
   roles: string[],
   env: Record<string, string> = {},
-): Promise<{ urls: Record<string, string>; stop(): Promise<number | null> }> {
+): Promise<{ urls: Record<string, string>; stop(): Promise<number | null>; kill(): Promise<unknown> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', cliMain, ...args], {
     cwd: root,
     env: { ...process.env, ...AUTH_ENV, ...env },
@@ -46,6 +46,11 @@ export async function startCli(
     urls,
     stop: () => {
       child.kill('SIGTERM');
+      return exit;
+    },
+    // A crash: no cleanup of any kind.
+    kill: () => {
+      child.kill('SIGKILL');
       return exit;
     },
   };
