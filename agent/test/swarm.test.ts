@@ -1,12 +1,17 @@
 // Layers through BitTorrent between real agents: the first agent's pull is served by the edge (and
-// the center), the next agents' mostly by peers; the tracker down; a layer corrupted at the center
+// the center), the next agents' mostly by peers (the registry on Ceph RGW and PostgreSQL); the tracker down; a layer corrupted at the center
 // refused and never cached.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { agentStatus, pullLayer, startAgent } from '../../test/support/agent.ts';
 import { asAdmin } from '../../test/support/auth.ts';
-import { provisionBackend, startRegistry, startRegistryAndTracker } from '../../test/support/backends.ts';
+import {
+  BACKENDS,
+  provisionBackend,
+  startRegistry,
+  startRegistryAndTracker,
+} from '../../test/support/backends.ts';
 import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
 import { eventually, metric, startSeeder } from '../../test/support/seeder.ts';
 
@@ -16,7 +21,8 @@ const fetch = asAdmin;
 const MiB = 1024 * 1024;
 
 t.test('the first agent pulls from the edge, the next ones mostly from peers', async (t) => {
-  const resources = await provisionBackend(t, 'embedded');
+  // The deployment's own backend (Ceph RGW, PostgreSQL, Redis) where the tests have it.
+  const resources = await provisionBackend(t, BACKENDS.includes('production') ? 'production' : 'embedded');
   const { registry } = await startRegistryAndTracker(t, resources, {
     tracker: { ZEDGE_TRACKER_INTERVAL_SECONDS: '1' },
   });
