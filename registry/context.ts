@@ -7,6 +7,7 @@ import type { StateStore } from '../shared/state.ts';
 import type { Access } from './auth/access.ts';
 import type { Accounts } from './auth/accounts.ts';
 import type { Authenticator } from './auth/authenticate.ts';
+import type { ChunkedUploads } from './chunked-uploads.ts';
 import type { Dashboard } from './dashboard/snapshot.ts';
 import type { Distributions } from './distributions.ts';
 import type { EdgeWarmer } from './edge-warmer.ts';
@@ -31,6 +32,8 @@ export interface RegistryContext {
   edgeWarmer: EdgeWarmer;
   dashboard: Dashboard;
   uploads: UploadService;
+  /** The REST chunked uploads of VM image versions (seed 6.2.2). */
+  chunkedUploads: ChunkedUploads;
   torrents: TorrentService;
   metrics: RegistryMetrics;
 }

@@ -15,6 +15,7 @@ import { Accounts } from './auth/accounts.ts';
 import { Authenticator } from './auth/authenticate.ts';
 import { tokenRoutes } from './auth/token-route.ts';
 import { Tokens } from './auth/tokens.ts';
+import { ChunkedUploads } from './chunked-uploads.ts';
 import type { RegistryContext } from './context.ts';
 import { dashboardRoutes } from './dashboard/routes.ts';
 import { Dashboard } from './dashboard/snapshot.ts';
@@ -89,6 +90,10 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     onCommitted: (digest) => torrents.prepare(digest),
     onBytesReceived: (bytes) => metrics.bytesIn.inc(bytes),
   });
+  const chunkedUploads = new ChunkedUploads(store, state, metadata, config.uploadSessionTtlMs, {
+    onCommitted: (digest) => torrents.prepare(digest),
+    onBytesReceived: (bytes) => metrics.bytesIn.inc(bytes),
+  });
   const fleet = new Fleet(db, config.heartbeatIntervalSeconds);
   const distributions = new Distributions(db, fleet);
   registerFleetGauges(metrics, fleet, distributions);
@@ -117,6 +122,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     edgeWarmer: new EdgeWarmer(config.seeders, log),
     dashboard,
     uploads,
+    chunkedUploads,
     torrents,
     metrics,
   };
@@ -153,7 +159,9 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     config.uploadSweepIntervalMs > 0
       ? setInterval(() => {
           state
-            .withLock('sweep-uploads', config.uploadSweepIntervalMs, () => uploads.sweep())
+            .withLock('sweep-uploads', config.uploadSweepIntervalMs, () =>
+              uploads.sweep((id) => chunkedUploads.isLive(id)),
+            )
             .then((purged) => purged > 0 && log.info({ purged }, 'purged abandoned uploads'))
             .catch((error) => log.warn({ err: error }, 'upload sweep failed'));
         }, config.uploadSweepIntervalMs).unref()

@@ -157,13 +157,15 @@ export class UploadService {
 
   /**
    * Deletes what abandoned uploads left in the store: uploads without a live session whose last chunk
-   * is older than the session lifetime. Resolves to the number purged.
+   * is older than the session lifetime. Resolves to the number purged. `isLive` tells of uploads that
+   * other sessions (the REST chunked uploads) own.
    */
-  async sweep(): Promise<number> {
+  async sweep(isLive?: (id: string) => Promise<boolean>): Promise<number> {
     const stale = await this.store.staleUploads(new Date(Date.now() - this.sessionTtlMs));
     let purged = 0;
     for (const id of stale) {
       if (await this.state.get(sessionKey(id))) continue;
+      if (await isLive?.(id)) continue;
       await this.store.purgeUpload(id);
       this.runningHashes.delete(id);
       purged++;

@@ -138,6 +138,15 @@ export class Versions {
     return { items: rows.map(({ total: _total, ...row }) => versionView(row)), total: rows[0]?.total ?? 0 };
   }
 
+  /** Whether the image has a version of that name. */
+  async named(imageId: string, version: string): Promise<boolean> {
+    const rows = await this.db.query(
+      'SELECT 1 FROM image_versions WHERE image_id = $1 AND version = $2 AND deleted_at IS NULL',
+      [imageId, version],
+    );
+    return rows.length > 0;
+  }
+
   /** One version with its layers, annotations and the tags that point at it. */
   async get(imageId: string, versionId: string) {
     if (!UUID.test(versionId)) return undefined;

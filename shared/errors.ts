@@ -86,6 +86,8 @@ export const problems = {
   conflict: (detail: string) => new ProblemError(409, 'conflict', 'Conflict', detail),
   unauthorized: (detail: string) => new ProblemError(401, 'unauthorized', 'Authentication required', detail),
   forbidden: (detail: string) => new ProblemError(403, 'forbidden', 'Forbidden', detail),
+  unsupportedMediaType: (detail: string) =>
+    new ProblemError(415, 'unsupported-media-type', 'Unsupported media type', detail),
   unavailable: (detail: string) => new ProblemError(503, 'unavailable', 'Service unavailable', detail),
   badUpstream: (detail: string) => new ProblemError(502, 'bad-upstream', 'Bad upstream', detail),
   corruptUpstream: (detail: string) =>

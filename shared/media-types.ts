@@ -20,3 +20,15 @@ export const INDEX_MEDIA_TYPES: ReadonlySet<string> = new Set([
   MediaTypes.ociIndex,
   MediaTypes.dockerManifestList,
 ]);
+
+/** VM disk formats a VM image version may have. */
+export const VM_FORMATS = ['qcow2', 'vmdk', 'vhd', 'vhdx', 'raw'] as const;
+export type VmFormat = (typeof VM_FORMATS)[number];
+
+/** The artifactType of a VM image version (an OCI artifact whose one layer is the disk). */
+export const vmImageArtifactType = 'application/vnd.zedge.vm-image.v1';
+
+/** The media type of a VM image's disk layer. */
+export function vmDiskMediaType(format: VmFormat): string {
+  return `application/vnd.zedge.vm-disk.${format}`;
+}

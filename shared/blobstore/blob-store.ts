@@ -41,6 +41,20 @@ export interface BlobStore {
     source: Readable,
     observe?: (chunk: Buffer) => void,
   ): Promise<number>;
+  /**
+   * Writes `source` as the part of an upload starting at `offset`, for uploads whose parts arrive in
+   * any order (the REST chunked flow); parts never overlap and their offsets are fixed in advance.
+   * Resolves to its length. The caller drops a part it does not keep (a failed write, a checksum
+   * mismatch) with dropPart; until rewritten, its range holds nothing the caller counts as uploaded.
+   */
+  writePart(
+    uploadId: string,
+    offset: number,
+    source: Readable,
+    observe?: (chunk: Buffer) => void,
+  ): Promise<number>;
+  /** Forgets the part written at `offset` (see writePart). */
+  dropPart(uploadId: string, offset: number): Promise<void>;
   /** All bytes uploaded so far, in order. */
   readUpload(uploadId: string, chunks: UploadChunks, size: number): Promise<Readable>;
   /** Moves a verified upload into place as `digest`; when the blob exists already the upload is dropped. */

@@ -100,6 +100,29 @@ export class FilesystemBlobStore implements BlobStore {
     return sink.bytesWritten;
   }
 
+  async writePart(
+    uploadId: string,
+    offset: number,
+    source: Readable,
+    observe?: (chunk: Buffer) => void,
+  ): Promise<number> {
+    // Written in place, never truncated: parts after this one may be there already. A part that fails
+    // leaves bytes in its own range only, which the next attempt overwrites.
+    const sink = createWriteStream(this.uploadFile(uploadId), {
+      flags: 'r+',
+      start: offset,
+      highWaterMark: WRITE_HIGH_WATER_MARK,
+    });
+    const piping = pipeline(source, sink);
+    if (observe) source.on('data', observe);
+    await piping;
+    return sink.bytesWritten;
+  }
+
+  async dropPart(): Promise<void> {
+    // The part's range is simply not counted; its next attempt overwrites it.
+  }
+
   async readUpload(uploadId: string, _chunks: number[], size: number): Promise<Readable> {
     if (size === 0) return createReadStream('/dev/null');
     return createReadStream(this.uploadFile(uploadId), {

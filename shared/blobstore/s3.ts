@@ -131,6 +131,20 @@ export class S3BlobStore implements BlobStore {
     return length;
   }
 
+  writePart(
+    uploadId: string,
+    offset: number,
+    source: Readable,
+    observe?: (chunk: Buffer) => void,
+  ): Promise<number> {
+    // Every chunk is its own object already, whatever order they come in.
+    return this.writeChunk(uploadId, offset, source, observe);
+  }
+
+  async dropPart(uploadId: string, offset: number): Promise<void> {
+    await this.deleteKeys([chunkKey(uploadId, offset)]);
+  }
+
   async readUpload(uploadId: string, chunks: UploadChunks, size: number): Promise<Readable> {
     const keys = chunks.map((offset) => chunkKey(uploadId, offset));
     const client = this.client;
