@@ -11,6 +11,7 @@ import { createLogger, type Logger } from '../shared/logger.ts';
 import { trackerConfig } from '../tracker/config.ts';
 import { createTracker } from '../tracker/server.ts';
 import { deploy, UsageError } from './deploy.ts';
+import { quotaRecalc, quotaShow } from './quota.ts';
 import { RegistryApiError } from './registry-api.ts';
 import { status } from './status.ts';
 
@@ -298,6 +299,26 @@ program
     const trackers = flags.trackers ?? list(process.env.ZEDGE_TRACKERS ?? 'http://127.0.0.1:6969/announce');
     console.log(await status({ registry, trackers }));
   });
+
+const quota = program
+  .command('quota')
+  .description("accounts' quotas: storage bytes, image count, image size");
+
+quota
+  .command('recalc')
+  .description("recompute every image's size and every account's usage from the registry's rows (admins)")
+  .option('--registry <url>', 'the registry (ZEDGE_REGISTRY_URL, default http://127.0.0.1:5000)')
+  .action((flags: { registry?: string }) =>
+    quotaRecalc(flags.registry ?? process.env.ZEDGE_REGISTRY_URL ?? 'http://127.0.0.1:5000'),
+  );
+
+quota
+  .command('show <account>')
+  .description("one account's limits and usage: a user name, or org/<name> for an organization")
+  .option('--registry <url>', 'the registry (ZEDGE_REGISTRY_URL, default http://127.0.0.1:5000)')
+  .action((account: string, flags: { registry?: string }) =>
+    quotaShow(flags.registry ?? process.env.ZEDGE_REGISTRY_URL ?? 'http://127.0.0.1:5000', account),
+  );
 
 program.parseAsync().catch((error) => {
   if (error instanceof ConfigError || error instanceof RegistryApiError || error instanceof UsageError) {

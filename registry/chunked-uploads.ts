@@ -73,8 +73,8 @@ export interface CompletedUpload {
 }
 
 export interface ChunkedUploadHooks {
-  /** Refuses (throws) when `bytes` more in the image would break a quota. */
-  admit?(imageId: string, bytes: number): Promise<void>;
+  /** Refuses (throws) when `bytes` more in the image (repository `name`) would break a quota. */
+  admit?(name: string, bytes: number): Promise<void>;
   /** A blob was committed. */
   onCommitted?(digest: Digest, size: number): void;
   onBytesReceived?(bytes: number): void;
@@ -106,7 +106,10 @@ export class ChunkedUploads {
       throw problems.badRequest(
         `${request.totalSize} bytes in chunks of ${request.chunkSize} make ${totalChunks} chunks; at most ${MAX_CHUNKS}: choose larger chunks`,
       );
-    await this.hooks.admit?.(request.imageId, request.totalSize);
+    await this.hooks.admit?.(
+      request.imageName,
+      request.totalSize + (await this.configCost(request.imageName)),
+    );
     const session: ChunkedSession = {
       id: randomUUID(),
       imageId: request.imageId,
@@ -251,7 +254,9 @@ export class ChunkedUploads {
           `the upload's chunks make ${digest}, not ${expected}`,
         );
       const alreadyLinked = await this.metadata.findRepositoryBlob(session.imageName, digest);
-      if (!alreadyLinked) await this.hooks.admit?.(imageId, session.totalSize);
+      const cost = (alreadyLinked ? 0 : session.totalSize) + (await this.configCost(session.imageName));
+      await this.hooks.admit?.(session.imageName, cost);
+      await this.storeEmptyConfig(session.imageName);
       await this.state.withLock(`blob:${digest}`, LOCK_TTL_MS, async () => {
         await this.store.commitUpload(id, offsets, session.totalSize, digest);
         committed = true;
@@ -264,7 +269,6 @@ export class ChunkedUploads {
         );
       });
       this.hooks.onCommitted?.(digest, session.totalSize);
-      await this.storeEmptyConfig(session.imageName);
       const manifest = artifactManifest(session, digest);
       const bytes = Buffer.from(JSON.stringify(manifest));
       const manifestDigest = sha256Digest(bytes);
@@ -313,6 +317,11 @@ export class ChunkedUploads {
   /** Whether an upload id in the store belongs to a live chunked session (the sweeper keeps those). */
   async isLive(id: string): Promise<boolean> {
     return (await this.state.get(sessionKey(id))) !== undefined;
+  }
+
+  /** What the version's config adds to the image: nothing once the repository has it. */
+  private async configCost(name: string): Promise<number> {
+    return (await this.metadata.findRepositoryBlob(name, EMPTY_CONFIG_DIGEST)) ? 0 : EMPTY_CONFIG.length;
   }
 
   private async storeEmptyConfig(name: string): Promise<void> {

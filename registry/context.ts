@@ -14,6 +14,7 @@ import type { EdgeWarmer } from './edge-warmer.ts';
 import type { Fleet } from './fleet.ts';
 import type { Metadata } from './metadata.ts';
 import type { RegistryMetrics } from './metrics.ts';
+import type { Quotas } from './quotas.ts';
 import type { TorrentService } from './torrents.ts';
 import type { UploadService } from './uploads.ts';
 
@@ -34,6 +35,7 @@ export interface RegistryContext {
   uploads: UploadService;
   /** The REST chunked uploads of VM image versions (seed 6.2.2). */
   chunkedUploads: ChunkedUploads;
+  quotas: Quotas;
   torrents: TorrentService;
   metrics: RegistryMetrics;
 }

@@ -25,6 +25,7 @@ import { Fleet } from './fleet.ts';
 import { Metadata } from './metadata.ts';
 import { createRegistryMetrics, registerFleetGauges } from './metrics.ts';
 import { ociRouteOf, ociRoutes } from './oci/routes.ts';
+import { Quotas } from './quotas.ts';
 import { SwarmRegistrar } from './swarm-registrar.ts';
 import { TorrentService } from './torrents.ts';
 import { UploadService } from './uploads.ts';
@@ -84,13 +85,22 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
       void registrar.register(record.infoHash, record.digest);
     },
   });
-  const uploads = new UploadService(store, state, metadata, config.uploadSessionTtlMs, {
-    onStarted: () => metrics.uploadsStarted.inc(),
-    onEnded: (outcome) => metrics.uploadsEnded.inc({ outcome }),
-    onCommitted: (digest) => torrents.prepare(digest),
-    onBytesReceived: (bytes) => metrics.bytesIn.inc(bytes),
-  });
+  const quotas = new Quotas(db);
+  const uploads = new UploadService(
+    store,
+    state,
+    metadata,
+    config.uploadSessionTtlMs,
+    {
+      onStarted: () => metrics.uploadsStarted.inc(),
+      onEnded: (outcome) => metrics.uploadsEnded.inc({ outcome }),
+      onCommitted: (digest) => torrents.prepare(digest),
+      onBytesReceived: (bytes) => metrics.bytesIn.inc(bytes),
+    },
+    quotas,
+  );
   const chunkedUploads = new ChunkedUploads(store, state, metadata, config.uploadSessionTtlMs, {
+    admit: (name, bytes) => quotas.admit(name, bytes),
     onCommitted: (digest) => torrents.prepare(digest),
     onBytesReceived: (bytes) => metrics.bytesIn.inc(bytes),
   });
@@ -123,6 +133,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     dashboard,
     uploads,
     chunkedUploads,
+    quotas,
     torrents,
     metrics,
   };

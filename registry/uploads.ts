@@ -39,6 +39,12 @@ export interface UploadEvents {
 
 const LOCK_TTL_MS = 10 * 60 * 1000;
 
+/** Checks an upload against the quotas before it is accepted (registry/quotas.ts). */
+export interface UploadAdmission {
+  /** Throws when `bytes` more in repository `name` would break a quota. */
+  admit(name: string, bytes: number): Promise<void>;
+}
+
 export class UploadService {
   // The sha256 state of sessions this process has streamed, so that the common case (one process
   // receives every chunk) never reads the bytes back. Anything else falls back to rehashing the upload.
@@ -50,6 +56,7 @@ export class UploadService {
     private readonly metadata: Metadata,
     private readonly sessionTtlMs: number,
     private readonly events: UploadEvents = {},
+    private readonly admission?: UploadAdmission,
   ) {}
 
   async start(name: string): Promise<UploadSession> {
@@ -71,11 +78,19 @@ export class UploadService {
 
   /**
    * Appends one chunk. `start`, from Content-Range, must be where the upload stands; a chunk that
-   * fails midway (client gone, store error) leaves the session as it was.
+   * fails midway (client gone, store error) leaves the session as it was. `length`, when the client
+   * declared it, is checked against the quotas before any byte is read.
    */
-  async append(name: string, id: string, body: Readable, start?: number): Promise<UploadSession> {
+  async append(
+    name: string,
+    id: string,
+    body: Readable,
+    start?: number,
+    length?: number,
+  ): Promise<UploadSession> {
     return this.state.withLock(`upload:${id}`, LOCK_TTL_MS, async () => {
       const session = await this.get(name, id);
+      if (length !== undefined) await this.admission?.admit(name, session.offset + length);
       if (start !== undefined && start !== session.offset) {
         throw new OciError('RANGE_INVALID', `chunk starts at ${start}, upload is at ${session.offset}`, {
           headers: rangeHeaders(session),
@@ -108,10 +123,13 @@ export class UploadService {
     id: string,
     digestValue: string,
     body?: Readable,
+    declaredLength?: number,
   ): Promise<{ digest: Digest; size: number }> {
     let session = await this.get(name, id);
     const { algorithm, digest } = parseDigest(digestValue);
-    if (body) session = await this.append(name, id, body);
+    // A blob the repository has already costs nothing: its length is not held against the quotas.
+    const linked = body && (await this.metadata.findRepositoryBlob(name, digest));
+    if (body) session = await this.append(name, id, body, undefined, linked ? undefined : declaredLength);
     return this.state.withLock(`upload:${id}`, LOCK_TTL_MS, async () => {
       const running = this.runningHashes.get(id);
       const actual =
@@ -123,6 +141,15 @@ export class UploadService {
         await this.discard(session);
         this.events.onEnded?.('digest_invalid');
         throw new OciError('DIGEST_INVALID', `upload has digest ${actual}, not ${digest}`);
+      }
+      if (!(await this.metadata.findRepositoryBlob(name, digest))) {
+        try {
+          await this.admission?.admit(name, session.offset);
+        } catch (error) {
+          await this.discard(session);
+          this.events.onEnded?.('cancelled');
+          throw error;
+        }
       }
       await this.state.withLock(`blob:${digest}`, LOCK_TTL_MS, async () => {
         await this.store.commitUpload(id, session.chunks, session.offset, digest);

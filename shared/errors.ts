@@ -96,6 +96,14 @@ export const problems = {
     new ProblemError(507, 'insufficient-storage', 'Insufficient storage', detail),
 };
 
+/** The SQLSTATE with which the database refuses a change that would break a quota (migration 005). */
+export const QUOTA_EXCEEDED = 'ZQ001';
+
+/** Whether a failure is a quota's refusal (raised by the database, or by an upload's check before it). */
+export function isQuotaExceeded(error: unknown): error is Error {
+  return (error as { code?: unknown })?.code === QUOTA_EXCEEDED;
+}
+
 /**
  * Any failure as a problem document: problems as they are, OCI errors with their status, fastify's
  * validation and other client errors as 400-class `bad-request`, anything else a 500 that tells
@@ -105,6 +113,7 @@ export function problemOf(error: unknown): ProblemError {
   if (error instanceof ProblemError) return error;
   if (error instanceof OciError)
     return new ProblemError(error.status, error.code.toLowerCase(), error.code, error.message);
+  if (isQuotaExceeded(error)) return new ProblemError(403, 'quota-exceeded', 'Quota exceeded', error.message);
   const candidate = error as { statusCode?: number; message?: string; validation?: unknown };
   if (candidate.validation || (candidate.statusCode && candidate.statusCode < 500))
     return new ProblemError(candidate.statusCode ?? 400, 'bad-request', 'Bad request', candidate.message);

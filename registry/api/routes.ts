@@ -18,6 +18,7 @@ import { distributionRoutes } from './distributions.ts';
 import { principalOf } from './guard.ts';
 import { hostRoutes } from './hosts.ts';
 import { imageRoutes } from './images.ts';
+import { quotaRoutes } from './quotas.ts';
 import { uploadRoutes } from './uploads.ts';
 import { versionRoutes } from './versions.ts';
 
@@ -38,6 +39,7 @@ export async function apiRoutes(app: FastifyInstance, context: RegistryContext):
   await app.register(async (scope) => imageRoutes(scope, context, images, new Grants(context.db), versions));
   await app.register(async (scope) => versionRoutes(scope, context, images, versions));
   await app.register(async (scope) => uploadRoutes(scope, context, images, versions, context.chunkedUploads));
+  await app.register(async (scope) => quotaRoutes(scope, context));
   await app.register(async (scope) => hostRoutes(scope, context));
   await app.register(async (scope) => distributionRoutes(scope, context));
 

@@ -9,7 +9,7 @@ import {
   parseDigest,
   sha256Digest,
 } from '../../shared/digest.ts';
-import { OciError } from '../../shared/errors.ts';
+import { isQuotaExceeded, OciError } from '../../shared/errors.ts';
 import { effectiveArtifactType, parseManifest, requiredBlobs } from '../../shared/manifests.ts';
 import { MediaTypes } from '../../shared/media-types.ts';
 import type { Principal, RepositoryAction } from '../auth/access.ts';
@@ -376,7 +376,12 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
     if (range && declared !== undefined && Number(declared) !== range.end - range.start + 1) {
       throw new OciError('SIZE_INVALID', 'Content-Length does not match Content-Range', { status: 416 });
     }
-    const session = await uploads.append(route.name, route.id, request.raw, range?.start);
+    const length = range
+      ? range.end - range.start + 1
+      : declared === undefined
+        ? undefined
+        : Number(declared);
+    const session = await uploads.append(route.name, route.id, request.raw, range?.start, length);
     return reply.code(202).headers(rangeHeaders(session)).send();
   }
 
@@ -413,7 +418,14 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
     const hasBody =
       Number(request.headers['content-length'] ?? 0) > 0 ||
       request.headers['transfer-encoding'] !== undefined;
-    const { digest } = await uploads.finish(name, id, digestValue, hasBody ? request.raw : undefined);
+    const declared = request.headers['content-length'];
+    const { digest } = await uploads.finish(
+      name,
+      id,
+      digestValue,
+      hasBody ? request.raw : undefined,
+      declared === undefined ? undefined : Number(declared),
+    );
     return reply
       .code(201)
       .header('Location', `/v2/${name}/blobs/${digest}`)
@@ -512,6 +524,10 @@ function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply)
   if (error instanceof OciError) {
     if (error.status >= 500) request.log.error({ err: error }, error.message);
     return reply.code(error.status).headers(error.headers).type('application/json').send(error.toBody());
+  }
+  if (isQuotaExceeded(error)) {
+    const denied = new OciError('DENIED', error.message);
+    return reply.code(denied.status).type('application/json').send(denied.toBody());
   }
   const candidate = error as { code?: string; statusCode?: number; message?: string };
   if (

@@ -2,6 +2,7 @@ import { registryCore } from './001-registry-core.ts';
 import { fleet } from './002-fleet.ts';
 import { distributions } from './003-distributions.ts';
 import { accounts } from './004-accounts.ts';
+import { quotas } from './005-quotas.ts';
 
 export interface Migration {
   version: number;
@@ -10,4 +11,4 @@ export interface Migration {
   statements: string[];
 }
 
-export const migrations: Migration[] = [registryCore, fleet, distributions, accounts];
+export const migrations: Migration[] = [registryCore, fleet, distributions, accounts, quotas];
