@@ -3,7 +3,9 @@
 // ladder: the swarm (peers, with the zone's edge as web seed from the start, and the center as web
 // seed only once peers and edge delivered nothing for a moment), then plain HTTP (edge, then center)
 // when there is no torrent or the swarm stalls. Whatever the way, the whole layer's sha256 is checked
-// in the hashing pool before it enters the cache; a layer that does not match is discarded.
+// before it enters the cache (as it streams when it comes over HTTP from the start, else in the
+// hashing pool); a layer that does not match is discarded.
+import { createHash, type Hash } from 'node:crypto';
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -31,7 +33,14 @@ export interface Download {
 
 export interface DownloaderHooks {
   onBytes?(source: ByteSource, bytes: number): void;
-  onCached?(digest: Digest, size: number, torrent: Buffer | undefined, seconds: number): void;
+  /** `phases`: milliseconds spent on each step of the download (the log shows where a pull's time went). */
+  onCached?(
+    digest: Digest,
+    size: number,
+    torrent: Buffer | undefined,
+    seconds: number,
+    phases: Record<string, number>,
+  ): void;
   onFailed?(digest: Digest, error: Error): void;
   onFallback?(digest: Digest, reason: string): void;
   onFirstLeecher?(digest: Digest): void;
@@ -95,6 +104,13 @@ export class Downloader {
     const { flight } = download;
     const { digest } = flight;
     let reservation: Reservation | undefined;
+    const phases: Record<string, number> = {};
+    let phaseStart = Date.now();
+    const phase = (name: string) => {
+      const now = Date.now();
+      phases[name] = now - phaseStart;
+      phaseStart = now;
+    };
     try {
       const torrent = await this.torrents
         .get(digest, undefined, this.closing.signal)
@@ -103,6 +119,7 @@ export class Downloader {
           return undefined;
         });
       const summary = torrent && summarizeTorrent(torrent);
+      phase('torrent');
       // Without a torrent the HTTP answer tells the size.
       let body = summary ? undefined : await openOverHttp(this.http, digest, 0);
       const size = summary?.length ?? body!.size;
@@ -120,6 +137,7 @@ export class Downloader {
         body?.body.destroy();
         throw error;
       }
+      phase('resume');
       if (resumed) this.hooks.onResumed?.(digest, resumed.bytes);
       const complete = resumed?.bytes === size;
       // The first host to want a layer streams it from the edge; the rest take the swarm.
@@ -129,6 +147,7 @@ export class Downloader {
         this.hooks.onFirstLeecher?.(digest);
         body = await openOverHttp(this.http, digest, resumed?.prefix ?? 0);
       }
+      phase('start');
       flight.begin(size, body ? 'http' : 'bittorrent', handle);
       if (resumed) flight.progress(resumed.prefix);
       if (
@@ -141,17 +160,25 @@ export class Downloader {
         flight.source = 'http';
         body = await openOverHttp(this.http, digest, flight.written);
       }
-      if (body) await this.viaHttp(download, body, handle);
+      const { algorithm, hex } = parseDigest(digest);
+      // A stream from the first byte is hashed as it arrives: the check is done with the last byte.
+      const hasher = body && flight.written === 0 ? createHash(algorithm) : undefined;
+      if (body) await this.viaHttp(download, body, handle, hasher);
       if (flight.written !== size)
         throw new SourceError(`got ${flight.written} of ${size} bytes of ${digest}`);
-      await handle.datasync();
-      const { algorithm, hex } = parseDigest(digest);
-      const actual = await this.hashPool.fileDigest(reservation.path, algorithm);
+      phase('transfer');
+      const actual = hasher?.digest('hex') ?? (await this.hashPool.fileDigest(reservation.path, algorithm));
       if (actual !== hex) throw new DigestMismatchError(digest, `${algorithm}:${actual}`);
+      phase('verify');
+      // Readers get the last byte now; the layer is on disk before it counts as cached (a restart
+      // trusts the cache's files without hashing them again).
+      flight.verified();
+      await handle.datasync();
       const unpin = await reservation.commit({ pin: true });
+      phase('sync');
       this.downloads.delete(digest);
       flight.settle('cached', undefined, unpin);
-      this.hooks.onCached?.(digest, size, torrent, (Date.now() - flight.startedAt) / 1000);
+      this.hooks.onCached?.(digest, size, torrent, (Date.now() - flight.startedAt) / 1000, phases);
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
       // Verified pieces stay for the next download of the layer, unless the layer itself is wrong.
@@ -250,12 +277,13 @@ export class Downloader {
     download: Download,
     first: { source: ByteSource; body: Readable },
     handle: FileHandle,
+    hasher: Hash | undefined,
   ): Promise<void> {
     const { flight } = download;
     let current = first;
     for (;;) {
       try {
-        await this.copy(download, current.source, current.body, handle);
+        await this.copy(download, current.source, current.body, handle, hasher);
         return;
       } catch (error) {
         // The edge failed midway: the center continues from where it stopped.
@@ -266,7 +294,13 @@ export class Downloader {
     }
   }
 
-  private async copy(download: Download, source: ByteSource, body: Readable, handle: FileHandle) {
+  private async copy(
+    download: Download,
+    source: ByteSource,
+    body: Readable,
+    handle: FileHandle,
+    hasher: Hash | undefined,
+  ) {
     const { flight } = download;
     const size = flight.size!;
     let lastProgress = Date.now();
@@ -291,6 +325,8 @@ export class Downloader {
           this.count(download, source, length);
           callback();
         }, callback);
+        // Hashed while the thread pool writes them.
+        for (const buffer of buffers) hasher?.update(buffer);
       },
     });
     try {

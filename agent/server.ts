@@ -88,9 +88,9 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
         bytesBySource[source] += bytes;
         metrics.bytes.inc({ source }, bytes);
       },
-      onCached: (digest, size, torrent, seconds) => {
+      onCached: (digest, size, torrent, seconds, phases) => {
         metrics.pullDuration.observe({ outcome: 'cached' }, seconds);
-        log.info({ digest, size, seconds }, 'layer cached');
+        log.info({ digest, size, seconds, phasesMs: phases }, 'layer cached');
         layers?.seed(digest, size, torrent);
       },
       onFailed: (digest, error) => {

@@ -6,7 +6,7 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Digest } from './digest.ts';
 import type { LayerFile } from './layer-transfer.ts';
 
-export type FlightState = 'fetching' | 'verifying' | 'cached' | 'failed';
+export type FlightState = 'fetching' | 'verifying' | 'verified' | 'cached' | 'failed';
 
 /** The fetched bytes do not hash to the layer's digest. */
 export class DigestMismatchError extends Error {
@@ -68,7 +68,8 @@ export class Flight<Source extends string = string> {
       handle,
       // The last byte is held back until the layer is verified: a reader of the whole layer then
       // cannot finish cleanly on bytes that turn out to be wrong.
-      readable: () => (this.state === 'cached' ? size : Math.min(this.written, size - 1)),
+      readable: () =>
+        this.state === 'verified' || this.state === 'cached' ? size : Math.min(this.written, size - 1),
       failure: () => this.error,
       changed: () => new Promise<void>((resolve) => this.events.once('change', resolve)),
       release: () => {
@@ -91,6 +92,15 @@ export class Flight<Source extends string = string> {
   /** @internal */
   progress(bytes: number): void {
     this.written += bytes;
+    this.events.emit('change');
+  }
+
+  /**
+   * @internal The whole layer checked out: readers get its last byte now, before it is synced to disk
+   * and moved into the cache (they read the same file).
+   */
+  verified(): void {
+    this.state = 'verified';
     this.events.emit('change');
   }
 

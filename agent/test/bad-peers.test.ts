@@ -1,7 +1,7 @@
 // A peer that serves corrupted pieces (its own process, real BitTorrent): the agent drops it, takes
 // the layer from what is left, byte-identical, and never drops the honest peer beside it.
 import t from 'tap';
-import { agentStatus, pullLayer, startAgent } from '../../test/support/agent.ts';
+import { agentStatus, cachedLayers, pullLayer, startAgent } from '../../test/support/agent.ts';
 import { asAdmin } from '../../test/support/auth.ts';
 import { provisionBackend, startRegistryAndTracker } from '../../test/support/backends.ts';
 import { startCorruptPeer } from '../../test/support/corrupt-peer.ts';
@@ -49,9 +49,5 @@ t.test('a peer sending corrupted pieces is dropped; pulls complete byte-identica
   t.ok(secondBytes.peers >= layer.data.length, `peers sent it: ${JSON.stringify(secondBytes)}`);
   t.ok(secondBytes.center < layer.data.length / 2, 'the center sent little or nothing');
   t.ok((await agentStatus(first.url)).bytesUploaded > 0, 'the honest peer served');
-  t.same(
-    (await agentStatus(second.url)).layers.map((entry) => entry.digest),
-    [layer.digest],
-    'the layer is cached',
-  );
+  t.same(await cachedLayers(second.url, [layer.digest]), [layer.digest], 'the layer is cached');
 });

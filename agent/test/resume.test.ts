@@ -5,7 +5,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { agentStatus, startAgent } from '../../test/support/agent.ts';
+import { agentStatus, cachedLayers, startAgent } from '../../test/support/agent.ts';
 import { ADMIN, asAdmin, credsOf } from '../../test/support/auth.ts';
 import { provisionBackend, startRegistryAndTracker } from '../../test/support/backends.ts';
 import { startCli } from '../../test/support/cli.ts';
@@ -61,16 +61,12 @@ t.test('a download cut by a crash resumes from the pieces on disk', async (t) =>
   t.ok(body.equals(layer.data), 'byte-identical after the restart');
   const resumed = await metric(base, 'zedge_agent_resumed_bytes_total');
   t.ok(resumed >= before, `took over ${resumed} bytes (at least the ${before} verified before the crash)`);
-  const { bytesBySource, layers } = await agentStatus(base);
+  const { bytesBySource } = await agentStatus(base);
   const fetched = bytesBySource.peers + bytesBySource.edge + bytesBySource.center;
   t.ok(
     fetched <= layer.data.length - resumed + MiB,
     `fetched only what was missing: ${fetched} of ${layer.data.length} bytes`,
   );
-  t.same(
-    layers.map((entry) => entry.digest),
-    [layer.digest],
-    'cached',
-  );
+  t.same(await cachedLayers(base, [layer.digest]), [layer.digest], 'cached');
   t.same(await readdir(join(cacheDir, 'partial')), [], 'no partial file left');
 });

@@ -4,19 +4,28 @@
 // 2. A cold pull of the layer through the agent (its zone's edge seeder warmed ahead, as a deploy
 //    does; BitTorrent with the edge as web seed) vs the same GET straight from the center registry.
 //    Goal: at most 1.2x the direct time.
+// 3. The same cold pull and direct GET over a link shaped to --link-mbit (1000 by default; 0 skips
+//    it), as a host sees the center and its edge: the center, the edge and the host (agent and curl)
+//    each in their own network namespace (loadtest/lib/netns.ts), every link shaped with tc.
 // Registry, tracker, seeder and agent each run as their own process.
 //
-// Usage: npm run bench:agent-serve [-- --layer-mib 512]
+// Usage: npm run bench:agent-serve [-- --layer-mib 512] [--link-mbit 1000]
 import { execFile } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { Lab, type NetHost } from '../lib/netns.ts';
 import { freePort, startProcess, stopProcess, waitForHttp } from '../lib/process.ts';
 
 const run = promisify(execFile);
-const { values } = parseArgs({ options: { 'layer-mib': { type: 'string', default: '512' } } });
+const { values } = parseArgs({
+  options: {
+    'layer-mib': { type: 'string', default: '512' },
+    'link-mbit': { type: 'string', default: '1000' },
+  },
+});
 const MiB = 1024 * 1024;
 const layerBytes = Number(values['layer-mib']) * MiB;
 const root = resolve(import.meta.dirname, '../..');
@@ -43,8 +52,12 @@ async function writeLayer(path: string): Promise<string> {
 const ADMIN_PASSWORD = 'bench-admin-password';
 const CREDS = `admin:${ADMIN_PASSWORD}`;
 
-function zedge(role: string, env: Record<string, string>): void {
-  const child = startProcess(process.execPath, [cli, role], {
+/** Starts a zedge service, in a lab host's namespace when given one. */
+function zedge(role: string, env: Record<string, string>, lab?: { lab: Lab; host: NetHost }): void {
+  const [command, args] = lab
+    ? lab.lab.exec(lab.host, process.execPath, [cli, role])
+    : [process.execPath, [cli, role]];
+  const child = startProcess(command, args, {
     LOG_LEVEL: 'warn',
     ZEDGE_ADMIN_PASSWORD: ADMIN_PASSWORD,
     ZEDGE_SEEDER_CREDENTIAL: CREDS,
@@ -54,9 +67,13 @@ function zedge(role: string, env: Record<string, string>): void {
   stops.push(() => stopProcess(child));
 }
 
-/** Seconds for one GET of the whole layer with curl (a Node client would be the bottleneck). */
-async function timedGet(url: string): Promise<number> {
-  const { stdout } = await run('curl', [
+/**
+ * Seconds for one GET of the whole layer with curl (a Node client would be the bottleneck); in a lab
+ * host's namespace when given one.
+ */
+async function timedGet(url: string, lab?: { lab: Lab; host: NetHost }): Promise<number> {
+  const curl = (args: string[]) => (lab ? lab.lab.exec(lab.host, 'curl', args) : (['curl', args] as const));
+  const [command, args] = curl([
     '-sf',
     '-u',
     CREDS,
@@ -66,6 +83,7 @@ async function timedGet(url: string): Promise<number> {
     '%{size_download} %{time_total}',
     url,
   ]);
+  const { stdout } = await run(command, [...args]);
   const [size, seconds, status] = stdout.split(' ').map(Number);
   if (size !== layerBytes) throw new Error(`GET ${url} answered ${status} with ${size} bytes`);
   return seconds!;
@@ -100,6 +118,106 @@ async function push(base: string, path: string, digest: string): Promise<void> {
     `@${path}`,
     location.toString(),
   ]);
+}
+
+/** Has the edge seeder fetch the layer ahead of time, as a distribution job asks it to; waits for it. */
+async function warmEdge(seeder: string, digest: string): Promise<void> {
+  await run('curl', [
+    '-sf',
+    '-u',
+    CREDS,
+    '-X',
+    'POST',
+    '-H',
+    'content-type: application/json',
+    '-d',
+    JSON.stringify({ digests: [digest] }),
+    `${seeder}/api/v1/warm`,
+  ]);
+  for (;;) {
+    const { stdout } = await run('curl', ['-sf', '-u', CREDS, `${seeder}/api/v1/status`]);
+    if (
+      (JSON.parse(stdout) as { layers: { digest: string }[] }).layers.some((entry) => entry.digest === digest)
+    )
+      break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/**
+ * The cold pull and the direct GET as a host sees them: center (registry, tracker), edge (seeder) and
+ * host (agent, and curl as its container runtime) in network namespaces, every link shaped to `mbit`.
+ */
+async function overShapedLinks(
+  layer: string,
+  digest: string,
+  mbit: number,
+): Promise<{ cold: number; direct: number; fromEdge: number }> {
+  await Lab.sweepStale();
+  const lab = await Lab.create();
+  try {
+    const centerHost = await lab.addHost('center', 0, 2, mbit);
+    const edgeHost = await lab.addHost('edge', 0, 3, mbit);
+    const host = await lab.addHost('host', 1, 1, mbit);
+    const center = `http://${centerHost.ip}:5000`;
+    const seeder = `http://${edgeHost.ip}:5002`;
+    const agent = `http://${host.ip}:5001`;
+    zedge(
+      'registry',
+      {
+        ZEDGE_REGISTRY_LISTEN: `${centerHost.ip}:5000`,
+        ZEDGE_REGISTRY_URL: center,
+        ZEDGE_DATA_DIR: join(work, 'shaped-registry'),
+        ZEDGE_TRACKERS: `http://${centerHost.ip}:6969/announce`,
+      },
+      { lab, host: centerHost },
+    );
+    await waitForHttp(`${center}/v2/`);
+    zedge(
+      'tracker',
+      { ZEDGE_TRACKER_LISTEN: `${centerHost.ip}:6969`, ZEDGE_REGISTRY_URL: center },
+      { lab, host: centerHost },
+    );
+    zedge(
+      'seeder',
+      {
+        ZEDGE_SEEDER_LISTEN: `${edgeHost.ip}:5002`,
+        ZEDGE_SEEDER_CACHE_DIR: join(work, 'shaped-seeder'),
+        ZEDGE_SEEDER_TORRENT_PORT: '0',
+        ZEDGE_REGISTRY_URL: center,
+      },
+      { lab, host: edgeHost },
+    );
+    zedge(
+      'agent',
+      {
+        ZEDGE_AGENT_LISTEN: `${host.ip}:5001`,
+        ZEDGE_AGENT_CACHE_DIR: join(work, 'shaped-agent'),
+        ZEDGE_AGENT_TORRENT_PORT: '0',
+        ZEDGE_AGENT_EDGE_URL: seeder,
+        ZEDGE_AGENT_JOIN_FLEET: 'false',
+        ZEDGE_REGISTRY_URL: center,
+      },
+      { lab, host },
+    );
+    for (const url of [`${seeder}/healthz`, `${agent}/v2/`]) await waitForHttp(url);
+    console.log(`pushing the layer to the center over its ${mbit} Mbit/s link ...`);
+    await push(center, layer, digest);
+    await waitForHttp(`${center}/api/v1/blobs/${digest}/torrent`);
+    const path = `/v2/bench/layer/blobs/${digest}`;
+    const inHost = { lab, host };
+    const direct = best([
+      await timedGet(`${center}${path}`, inHost),
+      await timedGet(`${center}${path}`, inHost),
+    ]);
+    await warmEdge(seeder, digest);
+    const cold = await timedGet(`${agent}${path}`, inHost);
+    const fromEdge = await timedGet(`${seeder}/api/v1/blobs/${digest}`, inHost);
+    return { cold, direct, fromEdge };
+  } finally {
+    for (const stop of stops.splice(0).reverse()) await stop().catch(() => {});
+    await lab.destroy();
+  }
 }
 
 const best = (times: number[]) => Math.min(...times);
@@ -168,27 +286,12 @@ try {
 
   const path = `/v2/bench/layer/blobs/${digest}`;
   const direct = best([await timedGet(`${center}${path}`), await timedGet(`${center}${path}`)]);
-  // The edge warmed ahead of time, as a distribution job asks it to.
-  await run('curl', [
-    '-sf',
-    '-u',
-    CREDS,
-    '-X',
-    'POST',
-    '-H',
-    'content-type: application/json',
-    '-d',
-    JSON.stringify({ digests: [digest] }),
-    `${seeder}/api/v1/warm`,
+  await warmEdge(seeder, digest);
+  // What the edge itself takes to send the layer: the floor of a pull the edge serves.
+  const fromEdge = best([
+    await timedGet(`${seeder}/api/v1/blobs/${digest}`),
+    await timedGet(`${seeder}/api/v1/blobs/${digest}`),
   ]);
-  for (;;) {
-    const { stdout } = await run('curl', ['-sf', '-u', CREDS, `${seeder}/api/v1/status`]);
-    if (
-      (JSON.parse(stdout) as { layers: { digest: string }[] }).layers.some((entry) => entry.digest === digest)
-    )
-      break;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
   const cold = await timedGet(`${agent}${path}`);
   const cached = best([
     await timedGet(`${agent}${path}`),
@@ -222,6 +325,32 @@ try {
     ),
   );
   console.log(row('direct from the center', direct, '1.00x', ''));
+  console.log(row('the warm edge, directly', fromEdge, `${(fromEdge / direct).toFixed(2)}x`, ''));
+
+  const linkMbit = Number(values['link-mbit']);
+  if (linkMbit > 0) {
+    // The loopback services go first: the shaped run has the machine to itself.
+    for (const stop of stops.splice(0).reverse()) await stop().catch(() => {});
+    const shaped = await overShapedLinks(layer, digest, linkMbit);
+    const { cold: shapedCold, direct: shapedDirect } = shaped;
+    const limit = (layerBytes * 8) / (linkMbit * 1e6);
+    console.log(
+      `\ncold pull over links shaped to ${linkMbit} Mbit/s (center, edge and host each in a namespace)`,
+    );
+    console.log(
+      row(
+        'cold pull through the agent (edge warm)',
+        shapedCold,
+        `${(shapedCold / shapedDirect).toFixed(2)}x`,
+        'goal <= 1.2x direct',
+      ),
+    );
+    console.log(row('direct from the center', shapedDirect, '1.00x', ''));
+    console.log(
+      row('the warm edge, directly', shaped.fromEdge, `${(shaped.fromEdge / shapedDirect).toFixed(2)}x`, ''),
+    );
+    console.log(row('the link limit, size / bandwidth', limit, `${(limit / shapedDirect).toFixed(2)}x`, ''));
+  }
 } finally {
   for (const stop of stops.reverse()) await stop().catch(() => {});
   await rm(work, { recursive: true, force: true });

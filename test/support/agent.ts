@@ -7,6 +7,7 @@ import { type AgentServer, createAgent } from '../../agent/server.ts';
 import { createLogger } from '../../shared/logger.ts';
 import { ADMIN, asAdmin, credsOf } from './auth.ts';
 import { closeOnce, type Teardown } from './backends.ts';
+import { eventually } from './seeder.ts';
 
 export interface RunningAgent {
   url: string;
@@ -57,4 +58,19 @@ export async function pullLayer(base: string, repository: string, digest: string
   const response = await asAdmin(`${base}/v2/${repository}/blobs/${digest}`);
   if (response.status !== 200) throw new Error(`pull: ${response.status} ${await response.text()}`);
   return Buffer.from(await response.arrayBuffer());
+}
+
+/**
+ * The digests an agent has cached, once every one of `digests` is among them: a client gets a layer's
+ * last byte once it verified, and the layer enters the cache a moment later (synced to disk first).
+ */
+export async function cachedLayers(base: string, digests: string[]): Promise<string[]> {
+  return eventually(
+    async () => {
+      const cached = (await agentStatus(base)).layers.map((layer) => layer.digest);
+      return digests.every((digest) => cached.includes(digest)) && cached;
+    },
+    10_000,
+    `${digests.length} layers cached`,
+  );
 }
