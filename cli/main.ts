@@ -11,6 +11,7 @@ import { createLogger, type Logger } from '../shared/logger.ts';
 import { trackerConfig } from '../tracker/config.ts';
 import { createTracker } from '../tracker/server.ts';
 import { deploy, UsageError } from './deploy.ts';
+import { gc } from './gc.ts';
 import { quotaRecalc, quotaShow } from './quota.ts';
 import { RegistryApiError } from './registry-api.ts';
 import { status } from './status.ts';
@@ -298,6 +299,21 @@ program
     const registry = flags.registry ?? process.env.ZEDGE_REGISTRY_URL ?? 'http://127.0.0.1:5000';
     const trackers = flags.trackers ?? list(process.env.ZEDGE_TRACKERS ?? 'http://127.0.0.1:6969/announce');
     console.log(await status({ registry, trackers }));
+  });
+
+program
+  .command('gc')
+  .description('garbage collection: free the blobs nothing references, from the database and the blob store')
+  .option('--dry-run', 'report what would be freed, free nothing')
+  .option(
+    '--grace-seconds <n>',
+    "keep unreferenced blobs uploaded more recently (default: the registry's ZEDGE_GC_GRACE_SECONDS)",
+    Number,
+  )
+  .option('--registry <url>', 'the registry (ZEDGE_REGISTRY_URL, default http://127.0.0.1:5000)')
+  .action(async (flags: { dryRun?: boolean; graceSeconds?: number; registry?: string }) => {
+    const registry = flags.registry ?? process.env.ZEDGE_REGISTRY_URL ?? 'http://127.0.0.1:5000';
+    process.exitCode = await gc({ ...flags, registry });
   });
 
 const quota = program

@@ -12,6 +12,7 @@ import type { Dashboard } from './dashboard/snapshot.ts';
 import type { Distributions } from './distributions.ts';
 import type { EdgeWarmer } from './edge-warmer.ts';
 import type { Fleet } from './fleet.ts';
+import type { GarbageCollector } from './gc.ts';
 import type { Metadata } from './metadata.ts';
 import type { RegistryMetrics } from './metrics.ts';
 import type { Quotas } from './quotas.ts';
@@ -38,4 +39,5 @@ export interface RegistryContext {
   quotas: Quotas;
   torrents: TorrentService;
   metrics: RegistryMetrics;
+  gc: GarbageCollector;
 }

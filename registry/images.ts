@@ -2,6 +2,7 @@
 // from a push to /v2 or from POST /api/v1/images. Lists are filtered by the same access rule as /v2.
 import type { Database } from '../shared/db/database.ts';
 import { floorLevel, Level, levelName, levelSql, type Principal, userParam } from './auth/access.ts';
+import { releaseImage } from './metadata.ts';
 
 export const VISIBILITIES = ['public', 'organization', 'private'] as const;
 export type Visibility = (typeof VISIBILITIES)[number];
@@ -195,11 +196,15 @@ export class Images {
 
   /** Soft delete: the image leaves /v2 and the lists, its name is free again; rows stay for the audit. */
   async softDelete(id: string, by: string): Promise<boolean> {
-    const rows = await this.db.query(
-      `UPDATE images SET deleted_at = now(), status = 'deleting', updated_by = $2
-       WHERE id = $1 AND deleted_at IS NULL RETURNING id`,
-      [id, by],
-    );
-    return rows.length > 0;
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.query(
+        `UPDATE images SET deleted_at = now(), status = 'deleting', updated_by = $2
+         WHERE id = $1 AND deleted_at IS NULL RETURNING id`,
+        [id, by],
+      );
+      // Its versions' blobs are released: garbage collection frees those no other image references.
+      if (rows.length > 0) await releaseImage(tx, id);
+      return rows.length > 0;
+    });
   }
 }

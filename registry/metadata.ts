@@ -3,9 +3,11 @@
 
 import type { Database, Queryable } from '../shared/db/database.ts';
 import { SYSTEM_USER_ID } from '../shared/db/migrations/001-registry-core.ts';
+import { OciError } from '../shared/errors.ts';
 import { floorLevel, levelSql, type Principal, userParam } from './auth/access.ts';
 import type { User } from './auth/accounts.ts';
 import { versionPushed, versionRemoved } from './versions.ts';
+import type { VmDisk } from './vm-images.ts';
 
 export interface BlobRow {
   digest: string;
@@ -51,8 +53,14 @@ export interface AuditEntry {
   userAgent?: string | undefined;
 }
 
+/** What a version's layers are, checked before it is stored: a VM image's disk (see vm-images.ts). */
+export type VersionInspector = (version: NewVersion) => Promise<VmDisk | undefined>;
+
 export class Metadata {
-  constructor(readonly db: Database) {}
+  constructor(
+    readonly db: Database,
+    private readonly inspect?: VersionInspector,
+  ) {}
 
   async findImageId(name: string, db: Queryable = this.db): Promise<string | undefined> {
     const rows = await db.query<{ id: string }>(
@@ -113,12 +121,19 @@ export class Metadata {
     });
   }
 
-  async linkBlob(name: string, digest: string, db: Queryable = this.db): Promise<void> {
+  /**
+   * Links a blob into a repository (an upload's commit, a mount) and restarts its grace period against
+   * garbage collection; false when the blob is gone or being collected (see gc.ts).
+   */
+  async linkBlob(name: string, digest: string, db: Queryable = this.db): Promise<boolean> {
     const imageId = await this.ensureImage(name, db);
-    await db.query('INSERT INTO repository_blobs (image_id, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING', [
-      imageId,
-      digest,
-    ]);
+    const rows = await db.query(
+      `WITH touched AS (UPDATE image_blobs SET updated_at = now() WHERE digest = $2 AND status = 'active' RETURNING digest)
+       INSERT INTO repository_blobs (image_id, digest) SELECT $1, digest FROM touched
+       ON CONFLICT (image_id, digest) DO UPDATE SET created_at = repository_blobs.created_at RETURNING digest`,
+      [imageId, digest],
+    );
+    return rows.length > 0;
   }
 
   async unlinkBlob(name: string, digest: string): Promise<boolean> {
@@ -163,21 +178,24 @@ export class Metadata {
 
   /**
    * Stores a manifest as a version of the image (idempotent by digest) and points `tag` at it. Blob
-   * reference counts follow the version's references, in the same transaction.
+   * reference counts follow the version's references, in the same transaction. A VM image's disk is
+   * checked first (its header read from the store): its format and virtual size are recorded, and the
+   * image takes its format and the resources its annotations name.
    */
   async putVersion(
     name: string,
     version: NewVersion,
     tag: string | undefined,
   ): Promise<{ versionId: string; imageId: string }> {
+    const disk = await this.inspect?.(version);
     return this.db.transaction(async (tx) => {
       const imageId = await this.ensureImage(name, tx);
       const inserted = await tx.query<{ id: string }>(
         `INSERT INTO image_versions (image_id, version, version_sequence, manifest_digest, manifest_media_type,
            manifest_bytes, config_digest, artifact_type, subject_digest, annotations, total_size_bytes, layers,
-           status, created_by)
+           status, created_by, disk_format, virtual_size_bytes)
          VALUES ($1, $2, (SELECT COALESCE(MAX(version_sequence), 0) + 1 FROM image_versions WHERE image_id = $1),
-           $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active', $11)
+           $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active', $11, $12, $13)
          ON CONFLICT (image_id, manifest_digest) DO NOTHING RETURNING id`,
         [
           imageId,
@@ -191,21 +209,33 @@ export class Metadata {
           version.totalSize,
           JSON.stringify(version.layers),
           SYSTEM_USER_ID,
+          disk?.format ?? null,
+          disk?.virtualSize ?? null,
         ],
       );
       let versionId = inserted[0]?.id;
       if (versionId) {
-        const blobDigests = await tx.query<{ digest: string }>(
-          'SELECT digest FROM image_blobs WHERE digest = ANY($1)',
+        // Locked in one order (concurrent pushes of shared layers never deadlock); a blob gone or being
+        // garbage-collected is refused before anything references it (see gc.ts).
+        const blobDigests = await tx.query<{ digest: string; status: string }>(
+          'SELECT digest, status FROM image_blobs WHERE digest = ANY($1) ORDER BY digest FOR UPDATE',
           [version.blobDigests],
         );
+        const usable = new Set(blobDigests.filter((row) => row.status === 'active').map((row) => row.digest));
+        const gone = version.blobDigests.filter((digest) => !usable.has(digest));
+        if (gone.length > 0)
+          throw new OciError(
+            'MANIFEST_BLOB_UNKNOWN',
+            `blobs deleted meanwhile (garbage-collected): ${gone.join(', ')}; upload them again`,
+            { detail: { missing: gone } },
+          );
         for (const { digest } of blobDigests) {
           await tx.query(
             'INSERT INTO version_blobs (image_version_id, digest) VALUES ($1, $2) ON CONFLICT DO NOTHING',
             [versionId, digest],
           );
         }
-        await this.refreshReferenceCounts(
+        await refreshReferenceCounts(
           blobDigests.map((row) => row.digest),
           tx,
         );
@@ -225,6 +255,7 @@ export class Metadata {
       }
       await versionPushed(tx, imageId, versionId, tag);
       await tx.query("UPDATE images SET updated_at = now(), status = 'active' WHERE id = $1", [imageId]);
+      if (disk) await this.describeVmImage(tx, imageId, disk);
       return { versionId, imageId };
     });
   }
@@ -248,7 +279,7 @@ export class Metadata {
       );
       await tx.query('DELETE FROM image_versions WHERE id = $1', [version.id]);
       await versionRemoved(tx, version.image_id);
-      await this.refreshReferenceCounts(
+      await refreshReferenceCounts(
         referenced.map((row) => row.digest),
         tx,
       );
@@ -327,12 +358,43 @@ export class Metadata {
     );
   }
 
-  private async refreshReferenceCounts(digests: string[], tx: Queryable): Promise<void> {
-    if (digests.length === 0) return;
-    await tx.query(
-      `UPDATE image_blobs b SET reference_count = (SELECT count(*) FROM version_blobs vb WHERE vb.digest = b.digest),
-         updated_at = now() WHERE b.digest = ANY($1)`,
-      [digests],
-    );
+  /** A VM image takes its disk's format, and the resources its version's annotations name. */
+  private async describeVmImage(tx: Queryable, imageId: string, disk: VmDisk): Promise<void> {
+    const params: unknown[] = [imageId, disk.format];
+    const sets = ['format = $2'];
+    for (const [field, value] of Object.entries(disk.resources)) {
+      params.push(value);
+      sets.push(`${field} = $${params.length}`);
+    }
+    await tx.query(`UPDATE images SET ${sets.join(', ')} WHERE id = $1`, params);
   }
+}
+
+async function refreshReferenceCounts(digests: string[], tx: Queryable): Promise<void> {
+  if (digests.length === 0) return;
+  await tx.query(
+    `UPDATE image_blobs b SET reference_count = (SELECT count(*) FROM version_blobs vb WHERE vb.digest = b.digest),
+       updated_at = now() WHERE b.digest = ANY($1)`,
+    [digests],
+  );
+}
+
+/**
+ * Releases what a deleted image references, in the caller's transaction: its versions are marked
+ * deleted (the rows stay, for the audit), their blob references and the repository's blob links go, so
+ * that garbage collection may free blobs no other image references.
+ */
+export async function releaseImage(tx: Queryable, imageId: string): Promise<void> {
+  await tx.query(
+    `UPDATE image_versions SET deleted_at = now(), status = 'deleted', is_latest = FALSE
+     WHERE image_id = $1 AND deleted_at IS NULL`,
+    [imageId],
+  );
+  const released = await tx.query<{ digest: string }>(
+    `DELETE FROM version_blobs vb USING image_versions v
+     WHERE vb.image_version_id = v.id AND v.image_id = $1 RETURNING vb.digest`,
+    [imageId],
+  );
+  await tx.query('DELETE FROM repository_blobs WHERE image_id = $1', [imageId]);
+  await refreshReferenceCounts([...new Set(released.map((row) => row.digest))], tx);
 }

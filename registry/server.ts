@@ -3,7 +3,7 @@ import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import { openBlobStore } from '../shared/blobstore/index.ts';
 import type { RegistryConfig } from '../shared/config.ts';
 import { type Database, openDatabase } from '../shared/db/database.ts';
-import { sha256Digest } from '../shared/digest.ts';
+import { type Digest, sha256Digest } from '../shared/digest.ts';
 import { HashPool } from '../shared/hashing/pool.ts';
 import { type HttpService, listenHttp } from '../shared/listen.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
@@ -22,6 +22,7 @@ import { Dashboard } from './dashboard/snapshot.ts';
 import { Distributions } from './distributions.ts';
 import { EdgeWarmer } from './edge-warmer.ts';
 import { Fleet } from './fleet.ts';
+import { GarbageCollector } from './gc.ts';
 import { Metadata } from './metadata.ts';
 import { createRegistryMetrics, registerFleetGauges } from './metrics.ts';
 import { ociRouteOf, ociRoutes } from './oci/routes.ts';
@@ -29,6 +30,7 @@ import { Quotas } from './quotas.ts';
 import { SwarmRegistrar } from './swarm-registrar.ts';
 import { TorrentService } from './torrents.ts';
 import { UploadService } from './uploads.ts';
+import { inspectVersion } from './vm-images.ts';
 
 async function probe(check: () => Promise<unknown>): Promise<string> {
   try {
@@ -77,7 +79,9 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
   });
   const hashPool = new HashPool(config.hashThreads);
   const metrics = createRegistryMetrics();
-  const metadata = new Metadata(db);
+  const metadata = new Metadata(db, (version) =>
+    inspectVersion(store, (digest) => store.stat(digest as Digest), version),
+  );
   const registrar = new SwarmRegistrar(config.trackers, log);
   const torrents = new TorrentService(db, store, hashPool, state, log, {
     onGenerated: (record, seconds) => {
@@ -136,6 +140,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     quotas,
     torrents,
     metrics,
+    gc: new GarbageCollector(db, store, state, log),
   };
 
   const app = Fastify({
@@ -188,6 +193,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
       clearInterval(sweeper);
       await app.close();
       dashboard.close();
+      await context.gc.drain();
       await torrents.drain();
       await hashPool.close();
       await state.close();

@@ -178,8 +178,8 @@ export class UploadService {
   async mount(name: string, from: string, digest: string): Promise<boolean> {
     const blob = await this.metadata.findRepositoryBlob(from, digest);
     if (!blob) return false;
-    await this.metadata.linkBlob(name, digest);
-    return true;
+    // False too when the blob is being garbage-collected: the client then uploads it.
+    return this.metadata.linkBlob(name, digest);
   }
 
   /**

@@ -104,7 +104,7 @@ async function setLatest(tx: Queryable, imageId: string, versionId: string): Pro
 
 const VERSION_COLUMNS = `v.id, v.version, v.version_sequence, v.is_latest, v.manifest_digest,
   v.manifest_media_type AS media_type, v.artifact_type, v.config_digest, v.total_size_bytes,
-  v.compressed_size_bytes, v.status, v.changelog, v.created_at, v.updated_at`;
+  v.compressed_size_bytes, v.disk_format, v.virtual_size_bytes, v.status, v.changelog, v.created_at, v.updated_at`;
 
 function iso(value: unknown): string {
   return new Date(value as string).toISOString();

@@ -15,12 +15,14 @@ import { Images } from '../images.ts';
 import { Versions } from '../versions.ts';
 import { accountRoutes } from './accounts.ts';
 import { distributionRoutes } from './distributions.ts';
+import { gcRoutes } from './gc.ts';
 import { principalOf } from './guard.ts';
 import { hostRoutes } from './hosts.ts';
 import { imageRoutes } from './images.ts';
 import { quotaRoutes } from './quotas.ts';
 import { uploadRoutes } from './uploads.ts';
 import { versionRoutes } from './versions.ts';
+import { vmImageRoutes } from './vm-images.ts';
 
 /** How long the token in a torrent's web seed URL of the center lasts (torrents are kept by agents). */
 const WEB_SEED_TOKEN_SECONDS = 24 * 3600;
@@ -38,6 +40,8 @@ export async function apiRoutes(app: FastifyInstance, context: RegistryContext):
   const versions = new Versions(context.db);
   await app.register(async (scope) => imageRoutes(scope, context, images, new Grants(context.db), versions));
   await app.register(async (scope) => versionRoutes(scope, context, images, versions));
+  await app.register(async (scope) => vmImageRoutes(scope, context, images, versions));
+  await app.register(async (scope) => gcRoutes(scope, context, images));
   await app.register(async (scope) => uploadRoutes(scope, context, images, versions, context.chunkedUploads));
   await app.register(async (scope) => quotaRoutes(scope, context));
   await app.register(async (scope) => hostRoutes(scope, context));

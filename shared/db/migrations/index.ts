@@ -3,6 +3,7 @@ import { fleet } from './002-fleet.ts';
 import { distributions } from './003-distributions.ts';
 import { accounts } from './004-accounts.ts';
 import { quotas } from './005-quotas.ts';
+import { vmImagesAndGc } from './006-vm-images-gc.ts';
 
 export interface Migration {
   version: number;
@@ -11,4 +12,8 @@ export interface Migration {
   statements: string[];
 }
 
-export const migrations: Migration[] = [registryCore, fleet, distributions, accounts, quotas];
+/**
+ * In order of version. A database may have applied a later migration before an earlier one landed (two
+ * branches each adding one): every migration not applied yet runs, whatever the gaps.
+ */
+export const migrations: Migration[] = [registryCore, fleet, distributions, accounts, quotas, vmImagesAndGc];

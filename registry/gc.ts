@@ -1,0 +1,246 @@
+// Garbage collection: blobs nothing references leave PostgreSQL and the blob store, online.
+//
+// What references a blob: a version (version_blobs; image_blobs.reference_count follows it in the same
+// transaction as the version's change). Deleting a version (/v2 DELETE by digest, DELETE /api/v1/images/
+// <id>/versions/<vid>) or an image releases its references; deleting a tag releases the tag only (the
+// version stays pullable by digest until it is deleted). A blob uploaded or mounted but not referenced
+// yet is kept for a grace period after its last upload or mount (ZEDGE_GC_GRACE_SECONDS), the time a
+// client takes between its blob uploads and its manifest.
+//
+// Why a concurrent push never loses a blob (image_blobs.status is the agreement):
+// - The collector marks a blob 'deleting' with one UPDATE whose conditions are the row's own columns
+//   (reference_count = 0, status 'active', updated_at before the grace), so PostgreSQL re-checks them on
+//   the newest row version if a writer changed the row meanwhile.
+// - A manifest push locks the rows of the blobs it references (FOR UPDATE, in digest order) and refuses
+//   a blob that is gone or 'deleting' (MANIFEST_BLOB_UNKNOWN: upload it again); then it raises their
+//   reference counts in the same transaction. A mount links a blob only with an UPDATE that requires
+//   'active' and restarts its grace period. So either the writer comes first (and the marking no longer
+//   matches) or the collector does (and the writer is refused, before anything references the blob).
+// - An upload that commits a blob the collector marked revives it ('active' again), under the blob's lock
+//   (the state store's `blob:<digest>`, the one uploads commit under); the collector deletes a marked
+//   blob's bytes and row under that lock, and only if it is still 'deleting'.
+// A run that dies leaves 'deleting' rows; the next run finishes them.
+import type { BlobStore } from '../shared/blobstore/index.ts';
+import type { Database } from '../shared/db/database.ts';
+import type { Digest } from '../shared/digest.ts';
+import { problems } from '../shared/errors.ts';
+import type { Logger } from '../shared/logger.ts';
+import type { StateStore } from '../shared/state.ts';
+
+export interface GcOptions {
+  dryRun: boolean;
+  /** Unreferenced blobs uploaded or mounted more recently than this are kept. */
+  graceSeconds: number;
+  startedBy?: string | undefined;
+}
+
+export interface GcRun {
+  id: string;
+  dry_run: boolean;
+  status: 'running' | 'completed' | 'failed';
+  grace_seconds: number;
+  /** Unreferenced blobs found (for a dry run: what a run would free). */
+  blobs_total: number | null;
+  blobs_examined: number;
+  blobs_freed: number;
+  bytes_freed: number;
+  /** The blobs freed (or, for a dry run, that would be), the first 1,000. */
+  freed: { digest: string; size: number }[];
+  error: string | null;
+  started_by: string | null;
+  started_at: string;
+  updated_at: string;
+  finished_at: string | null;
+}
+
+const LOCK_TTL_MS = 10 * 60 * 1000;
+/** A run whose registry stopped reporting for this long is failed, and another may start. */
+const ABANDONED_AFTER_SECONDS = 300;
+const MARK_BATCH = 500;
+const REPORTED_DIGESTS = 1000;
+const PROGRESS_EVERY = 20;
+
+function iso(value: unknown): string | null {
+  return value === null || value === undefined ? null : new Date(value as string).toISOString();
+}
+
+function view(row: Record<string, unknown>): GcRun {
+  return {
+    ...(row as unknown as GcRun),
+    started_at: iso(row.started_at)!,
+    updated_at: iso(row.updated_at)!,
+    finished_at: iso(row.finished_at),
+  };
+}
+
+export class GarbageCollector {
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly db: Database,
+    private readonly store: BlobStore,
+    private readonly state: StateStore,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts a run in the background; 409 while another registry's or this one's runs. */
+  async start(options: GcOptions): Promise<GcRun> {
+    await this.db.query(
+      `UPDATE gc_runs SET status = 'failed', error = 'abandoned: its registry stopped reporting', finished_at = now()
+       WHERE status = 'running' AND updated_at < now() - make_interval(secs => $1)`,
+      [ABANDONED_AFTER_SECONDS],
+    );
+    const rows = await this.db.query<Record<string, unknown>>(
+      `INSERT INTO gc_runs (dry_run, grace_seconds, started_by) VALUES ($1, $2, $3)
+       ON CONFLICT DO NOTHING RETURNING *`,
+      [options.dryRun, options.graceSeconds, options.startedBy ?? null],
+    );
+    if (!rows[0]) {
+      const [live] = await this.db.query<{ id: string }>("SELECT id FROM gc_runs WHERE status = 'running'");
+      throw problems.conflict(`garbage collection ${live?.id ?? ''} is running`.trim());
+    }
+    const run = view(rows[0]);
+    this.running = this.execute(run).finally(() => {
+      this.running = undefined;
+    });
+    return run;
+  }
+
+  /** Runs to the end and resolves to the report (the CLI and tests). */
+  async run(options: GcOptions): Promise<GcRun> {
+    const started = await this.start(options);
+    await this.running;
+    return (await this.get(started.id))!;
+  }
+
+  async get(id: string): Promise<GcRun | undefined> {
+    if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
+    const rows = await this.db.query<Record<string, unknown>>('SELECT * FROM gc_runs WHERE id = $1', [id]);
+    return rows[0] && view(rows[0]);
+  }
+
+  async list(limit = 20): Promise<GcRun[]> {
+    const rows = await this.db.query<Record<string, unknown>>(
+      'SELECT * FROM gc_runs ORDER BY started_at DESC LIMIT $1',
+      [limit],
+    );
+    return rows.map(view);
+  }
+
+  /** Waits for this process's run, if one is going (closing the registry). */
+  async drain(): Promise<void> {
+    await this.running?.catch(() => {});
+  }
+
+  private async execute(run: GcRun): Promise<void> {
+    const freed: { digest: string; size: number }[] = [];
+    let examined = 0;
+    let bytes = 0;
+    const progress = async (total: number | null) =>
+      this.db.query(
+        `UPDATE gc_runs SET blobs_examined = $2, blobs_freed = $3, bytes_freed = $4, blobs_total = COALESCE($5, blobs_total),
+           freed = $6, updated_at = now() WHERE id = $1`,
+        [run.id, examined, freed.length, bytes, total, JSON.stringify(freed.slice(0, REPORTED_DIGESTS))],
+      );
+    try {
+      if (run.dry_run) {
+        const candidates = await this.candidates(run.grace_seconds);
+        examined = candidates.length;
+        for (const blob of candidates) {
+          freed.push(blob);
+          bytes += blob.size;
+        }
+        await progress(candidates.length);
+      } else {
+        const marked = await this.mark(run.grace_seconds);
+        await progress(marked.length);
+        for (const blob of marked) {
+          examined++;
+          if (await this.sweep(blob.digest as Digest)) {
+            freed.push(blob);
+            bytes += blob.size;
+          }
+          if (examined % PROGRESS_EVERY === 0) await progress(null);
+        }
+        await progress(null);
+      }
+      await this.db.query("UPDATE gc_runs SET status = 'completed', finished_at = now() WHERE id = $1", [
+        run.id,
+      ]);
+      this.log.info(
+        { run: run.id, dryRun: run.dry_run, blobs: freed.length, bytes },
+        run.dry_run ? 'garbage collection (dry run) found' : 'garbage collection freed',
+      );
+    } catch (error) {
+      this.log.error({ err: error, run: run.id }, 'garbage collection failed');
+      await progress(null).catch(() => {});
+      await this.db
+        .query("UPDATE gc_runs SET status = 'failed', error = $2, finished_at = now() WHERE id = $1", [
+          run.id,
+          (error as Error).message,
+        ])
+        .catch(() => {});
+    }
+  }
+
+  /** Unreferenced blobs past their grace period (what a run would mark), and any left 'deleting'. */
+  private async candidates(graceSeconds: number): Promise<{ digest: string; size: number }[]> {
+    return this.db.query<{ digest: string; size: number }>(
+      `SELECT digest, size_bytes AS size FROM image_blobs
+       WHERE (reference_count = 0 AND status = 'active' AND updated_at < now() - make_interval(secs => $1))
+          OR status = 'deleting'
+       ORDER BY digest`,
+      [graceSeconds],
+    );
+  }
+
+  /** Marks the unreferenced blobs past their grace 'deleting', in batches; with those a dead run left. */
+  private async mark(graceSeconds: number): Promise<{ digest: string; size: number }[]> {
+    const marked = await this.db.query<{ digest: string; size: number }>(
+      "SELECT digest, size_bytes AS size FROM image_blobs WHERE status = 'deleting'",
+    );
+    for (;;) {
+      const batch = await this.db.query<{ digest: string; size: number }>(
+        `UPDATE image_blobs SET status = 'deleting'
+         WHERE digest IN (SELECT digest FROM image_blobs
+             WHERE reference_count = 0 AND status = 'active' AND updated_at < now() - make_interval(secs => $1)
+             ORDER BY digest LIMIT $2 FOR UPDATE SKIP LOCKED)
+           AND reference_count = 0 AND status = 'active' AND updated_at < now() - make_interval(secs => $1)
+         RETURNING digest, size_bytes AS size`,
+        [graceSeconds, MARK_BATCH],
+      );
+      marked.push(...batch);
+      if (batch.length < MARK_BATCH) return marked;
+    }
+  }
+
+  /** Deletes a marked blob's bytes, then its rows, if nobody revived it; true when it did. */
+  private async sweep(digest: Digest): Promise<boolean> {
+    return this.state.withLock(`blob:${digest}`, LOCK_TTL_MS, async () => {
+      const rows = await this.db.query<{ status: string; referenced: boolean }>(
+        `SELECT status, EXISTS (SELECT 1 FROM version_blobs vb WHERE vb.digest = b.digest) AS referenced
+         FROM image_blobs b WHERE digest = $1`,
+        [digest],
+      );
+      if (rows[0]?.status !== 'deleting') return false;
+      if (rows[0].referenced) {
+        // A reference count that was wrong: the blob is referenced after all, and stays.
+        await this.db.query(
+          `UPDATE image_blobs SET status = 'active', reference_count = (SELECT count(*) FROM version_blobs WHERE digest = $1)
+           WHERE digest = $1`,
+          [digest],
+        );
+        return false;
+      }
+      await this.store.delete(digest);
+      return this.db.transaction(async (tx) => {
+        await tx.query('DELETE FROM repository_blobs WHERE digest = $1', [digest]);
+        const deleted = await tx.query(
+          "DELETE FROM image_blobs WHERE digest = $1 AND status = 'deleting' RETURNING digest",
+          [digest],
+        );
+        return deleted.length > 0;
+      });
+    });
+  }
+}
