@@ -26,6 +26,7 @@ import { GarbageCollector } from './gc.ts';
 import { Metadata } from './metadata.ts';
 import { createRegistryMetrics, registerFleetGauges } from './metrics.ts';
 import { ociRouteOf, ociRoutes } from './oci/routes.ts';
+import { registerOpenApi } from './openapi.ts';
 import { Quotas } from './quotas.ts';
 import { SwarmRegistrar } from './swarm-registrar.ts';
 import { TorrentService } from './torrents.ts';
@@ -152,6 +153,8 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     requestTimeout: 0,
     bodyLimit: config.maxManifestBytes,
   });
+  // Before any route: the OpenAPI document collects routes as they are added.
+  await registerOpenApi(app);
   instrumentHttp(app, metrics, (url, pattern) =>
     url.startsWith('/v2') ? ociRouteOf(url) : (pattern ?? 'unmatched'),
   );
