@@ -16,6 +16,7 @@ import {
   VISIBILITIES,
 } from '../images.ts';
 import type { Versions } from '../versions.ts';
+import { auditRequest } from './audit.ts';
 import { imageAccess, principalOf, userAccount } from './guard.ts';
 import { nullableText, PAGE_QUERY, type PageQuery, paged, pageOf, strictBodies, UUID } from './validation.ts';
 
@@ -147,6 +148,11 @@ export async function imageRoutes(
         'pending',
       );
       if (!id) throw problems.conflict(`an image called ${name} exists`);
+      auditRequest(context, request, principal, {
+        operation: 'create_image',
+        imageId: id,
+        details: { name },
+      });
       return reply
         .code(201)
         .header('Location', `/api/v1/images/${id}`)
@@ -179,6 +185,11 @@ export async function imageRoutes(
     const changesVisibility = request.body.visibility !== undefined;
     const { image, principal } = await imageFor(request, changesVisibility ? Level.admin : Level.write);
     await images.update(image.id, request.body, principal.user!.id);
+    auditRequest(context, request, principal, {
+      operation: 'update_image',
+      imageId: image.id,
+      details: { fields: Object.keys(request.body) },
+    });
     return images.get(principal, image.id);
   };
   const updateSchema = {
@@ -194,6 +205,11 @@ export async function imageRoutes(
     async (request, reply) => {
       const { image, principal } = await imageFor(request, Level.admin);
       await images.softDelete(image.id, principal.user!.id);
+      auditRequest(context, request, principal, {
+        operation: 'delete_image',
+        imageId: image.id,
+        details: { name: image.name },
+      });
       return reply.code(204).send();
     },
   );
@@ -228,6 +244,12 @@ export async function imageRoutes(
     async (request, reply) => {
       const { image, principal } = await imageFor(request, Level.admin);
       const { principal_type, principal_id, principal_name, permission_level } = request.body;
+      const audit = (grantId: string, targetId: string) =>
+        auditRequest(context, request, principal, {
+          operation: 'grant_permission',
+          imageId: image.id,
+          details: { permission_id: grantId, principal_type, principal_id: targetId, permission_level },
+        });
       if ((principal_id === undefined) === (principal_name === undefined))
         throw problems.badRequest('name the principal by exactly one of principal_id and principal_name');
       const target = await grants.principal(principal_type, (principal_id ?? principal_name)!);
@@ -239,6 +261,7 @@ export async function imageRoutes(
         permission_level,
         principal.user!.id,
       );
+      audit(grant.id, target.id);
       return reply
         .code(created ? 201 : 200)
         .header('Location', `/api/v1/images/${image.id}/permissions/${grant.id}`)
@@ -254,9 +277,14 @@ export async function imageRoutes(
       },
     },
     async (request, reply) => {
-      const { image } = await imageFor(request, Level.admin);
+      const { image, principal } = await imageFor(request, Level.admin);
       if (!(await grants.revoke(image.id, request.params.pid)))
         throw problems.notFound(`permission ${request.params.pid} of image ${image.id}`);
+      auditRequest(context, request, principal, {
+        operation: 'revoke_permission',
+        imageId: image.id,
+        details: { permission_id: request.params.pid },
+      });
       return reply.code(204).send();
     },
   );

@@ -14,6 +14,7 @@ import type { RegistryContext } from '../context.ts';
 import { Images } from '../images.ts';
 import { Versions } from '../versions.ts';
 import { accountRoutes } from './accounts.ts';
+import { auditRoutes } from './audit.ts';
 import { distributionRoutes } from './distributions.ts';
 import { gcRoutes } from './gc.ts';
 import { principalOf } from './guard.ts';
@@ -44,6 +45,7 @@ export async function apiRoutes(app: FastifyInstance, context: RegistryContext):
   await app.register(async (scope) => gcRoutes(scope, context, images));
   await app.register(async (scope) => uploadRoutes(scope, context, images, versions, context.chunkedUploads));
   await app.register(async (scope) => quotaRoutes(scope, context));
+  await app.register(async (scope) => auditRoutes(scope, context, images));
   await app.register(async (scope) => hostRoutes(scope, context));
   await app.register(async (scope) => distributionRoutes(scope, context));
 

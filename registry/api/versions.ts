@@ -8,6 +8,7 @@ import { Level, type Principal } from '../auth/access.ts';
 import type { RegistryContext } from '../context.ts';
 import type { Images } from '../images.ts';
 import type { Versions } from '../versions.ts';
+import { auditRequest } from './audit.ts';
 import { imageAccess } from './guard.ts';
 import { nullableText, PAGE_QUERY, type PageQuery, paged, pageOf, strictBodies, UUID } from './validation.ts';
 
@@ -36,27 +37,14 @@ export async function versionRoutes(
     imageAccess(context, images, request, needed);
 
   /** Audit rows for changes made here (pushes and pulls are audited by /v2). */
-  function audit(
+  const audit = (
     request: FastifyRequest,
     principal: Principal,
     operation: string,
     imageId: string,
     versionId: string | undefined,
     details: Record<string, unknown>,
-  ) {
-    context.metadata
-      .audit({
-        operation,
-        status: 'success',
-        imageId,
-        versionId,
-        details,
-        operator: principal.user,
-        clientIp: request.ip,
-        userAgent: request.headers['user-agent'],
-      })
-      .catch((error) => request.log.warn({ err: error }, 'audit write failed'));
-  }
+  ) => auditRequest(context, request, principal, { operation, imageId, versionId, details });
 
   app.get<{ Params: { id: string }; Querystring: PageQuery & { status?: string } }>(
     '/images/:id/versions',

@@ -121,7 +121,7 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
       case 'HEAD blob':
         return getBlob(route, request, reply);
       case 'DELETE blob':
-        return deleteBlob(route, reply);
+        return deleteBlob(route, reply, audit);
       case 'POST uploads':
         return startUpload(route, request, query, reply, principal);
       case 'GET upload':
@@ -321,11 +321,13 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
     return sendBlob(context, digest, blob.size_bytes, request, reply);
   }
 
-  async function deleteBlob(route: Match, reply: FastifyReply) {
+  async function deleteBlob(route: Match, reply: FastifyReply, audit: Audit) {
     const { digest } = parseDigest(route.digest);
     if (!(await metadata.unlinkBlob(route.name, digest))) {
       throw new OciError('BLOB_UNKNOWN', `blob ${digest} not found in ${route.name}`);
     }
+    const imageId = await metadata.findImageId(route.name);
+    if (imageId) audit('delete_blob', imageId, undefined, { digest });
     return reply.code(202).send();
   }
 
