@@ -252,7 +252,7 @@ export class Downloader {
         // web-seed requests would each take their own copy from the edge.
         if (!edgeJoined && quiet >= this.options.edgeDelayMs) {
           edgeJoined = true;
-          this.swarm.addEdgeWebSeed(torrent, flight.digest);
+          this.swarm.addEdgeWebSeed(torrent);
         }
         // The center is the last resort: it joins only when peers and edge leave the swarm idle.
         if (!centerJoined && quiet >= this.options.centerDelayMs) {

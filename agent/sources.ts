@@ -11,9 +11,26 @@ export function emptyTally(): Record<ByteSource, number> {
   return { peers: 0, edge: 0, center: 0 };
 }
 
-/** The web seed URL of a layer at a base URL (an edge seeder or the center). */
-export function webSeedUrl(base: string, digest: string): string {
-  return `${base}/api/v1/blobs/${digest}`;
+/**
+ * The web seed URL of a layer at a base URL (an edge seeder or the center). BitTorrent clients send
+ * no credentials to web seeds: the URL carries a token (the one the center put in its own web seed
+ * URL, good for this layer only), which the edge has the center check.
+ */
+export function webSeedUrl(base: string, digest: string, token?: string): string {
+  return `${base}/api/v1/blobs/${digest}${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+}
+
+/** The token the center's web seed URLs of a torrent carry, if any. */
+export function webSeedToken(urlList: string[]): string | undefined {
+  for (const url of urlList) {
+    try {
+      const token = new URL(url).searchParams.get('token');
+      if (token) return token;
+    } catch {
+      // Not a URL: no token there.
+    }
+  }
+  return undefined;
 }
 
 /**

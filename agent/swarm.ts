@@ -7,10 +7,10 @@ import type { Digest } from '../shared/digest.ts';
 import type { Logger } from '../shared/logger.ts';
 import { startTorrentClient } from '../shared/torrent/client.ts';
 import { peerIdFor } from '../shared/torrent/peer-id.ts';
-import { type TorrentSummary, withoutWebSeeds } from '../shared/torrent/torrent-files.ts';
+import { summarizeTorrent, type TorrentSummary, withoutWebSeeds } from '../shared/torrent/torrent-files.ts';
 import { BadPeers, type PeerWire } from './bad-peers.ts';
 import { isFirstLeecher } from './first-leecher.ts';
-import { type ByteSource, sourceOfWire, webSeedId, webSeedUrl } from './sources.ts';
+import { type ByteSource, sourceOfWire, webSeedId, webSeedToken, webSeedUrl } from './sources.ts';
 
 export interface SwarmOptions {
   zone: string;
@@ -28,6 +28,8 @@ export interface SwarmOptions {
 
 export class Swarm {
   private readonly seeds = new Map<Digest, Torrent>();
+  // The edge's web seed URL of each download (with the layer's token).
+  private readonly edgeSeeds = new WeakMap<Torrent, string>();
   private uploadedBefore = 0;
 
   private constructor(
@@ -98,7 +100,9 @@ export class Swarm {
       strategy: rarestFirst ? 'rarest' : 'sequential',
       ...(have && { bitfield: have }),
     });
-    const edgeSeed = this.options.edgeUrl && webSeedUrl(this.options.edgeUrl, digest);
+    const token = webSeedToken(summarizeTorrent(file)?.urlList ?? []);
+    const edgeSeed = this.options.edgeUrl && webSeedUrl(this.options.edgeUrl, digest, token);
+    if (edgeSeed) this.edgeSeeds.set(torrent, edgeSeed);
     const edgeId = edgeSeed ? webSeedId(edgeSeed) : undefined;
     this.watch(torrent, digest);
     const badPeers = new BadPeers(torrent, (peer, reason) =>
@@ -113,8 +117,9 @@ export class Swarm {
   }
 
   /** Adds the zone's edge (when configured) as web seed of a download. */
-  addEdgeWebSeed(torrent: Torrent, digest: Digest): void {
-    if (this.options.edgeUrl) torrent.addWebSeed(webSeedUrl(this.options.edgeUrl, digest));
+  addEdgeWebSeed(torrent: Torrent): void {
+    const url = this.edgeSeeds.get(torrent);
+    if (url) torrent.addWebSeed(url);
   }
 
   /** Seeds a cached layer whose verified file is in `layersDir` (not re-hashed). Idempotent. */

@@ -20,7 +20,8 @@ export class EdgeWarmer {
     private readonly log: Logger,
   ) {}
 
-  async warm(zones: Iterable<string>, digests: string[]): Promise<WarmRequest[]> {
+  /** `authorization`: the deployer's, which each edge has the center check for every layer. */
+  async warm(zones: Iterable<string>, digests: string[], authorization: string): Promise<WarmRequest[]> {
     const asks = [...new Set(zones)]
       .filter((zone) => this.seeders.has(zone))
       .map(async (zone): Promise<WarmRequest> => {
@@ -28,7 +29,7 @@ export class EdgeWarmer {
         try {
           const response = await fetch(`${seeder}/api/v1/warm`, {
             method: 'POST',
-            headers: { 'content-type': 'application/json' },
+            headers: { 'content-type': 'application/json', authorization },
             body: JSON.stringify({ digests }),
             signal: AbortSignal.timeout(ASK_TIMEOUT_MS),
           });

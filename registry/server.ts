@@ -9,6 +9,7 @@ import { type HttpService, listenHttp } from '../shared/listen.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { instrumentHttp } from '../shared/metrics.ts';
 import { openStateStore } from '../shared/state.ts';
+import { admin } from './api/guard.ts';
 import { apiRoutes } from './api/routes.ts';
 import { Access } from './auth/access.ts';
 import { Accounts } from './auth/accounts.ts';
@@ -170,7 +171,9 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
   await app.register(async (scope) => tokenRoutes(scope, context));
   await app.register(async (scope) => ociRoutes(scope, context));
   await app.register(async (scope) => apiRoutes(scope, context), { prefix: '/api/v1' });
-  await app.register(async (scope) => dashboardRoutes(scope, dashboard));
+  await app.register(async (scope) =>
+    dashboardRoutes(scope, dashboard, (request) => admin(context, request)),
+  );
   dashboard.start();
 
   // One registry of the deployment at a time purges abandoned uploads.

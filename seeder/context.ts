@@ -3,6 +3,7 @@ import type { BlobStore } from '../shared/blobstore/index.ts';
 import type { CenterClient } from '../shared/center-client.ts';
 import type { HashPool } from '../shared/hashing/pool.ts';
 import type { LayerCache } from '../shared/layer-cache.ts';
+import type { LayerAccess } from './access.ts';
 import type { SeederConfig } from './config.ts';
 import type { Fetcher } from './fetcher.ts';
 import type { Layers } from './layers.ts';
@@ -21,6 +22,8 @@ export interface SeederContext {
   config: SeederConfig;
   store: BlobStore | undefined;
   center: CenterClient;
+  /** Who may read which layer: the center decides. */
+  access: LayerAccess;
   hashPool: HashPool;
   cache: LayerCache;
   fetcher: Fetcher;

@@ -1,12 +1,15 @@
 // The seeder's HTTP surface: layer bytes (BEP 19 web seed and read-through cache, with Range) at
 // /blobs/<alg>/<hex> and at /api/v1/blobs/<digest> (the URL form torrents name web seeds by), warm
-// jobs and status at /api/v1. Errors are problem documents.
+// jobs and status at /api/v1. Layer bytes and warming go only to callers the center lets read the
+// layers (access.ts); status, metrics and health name digests and counts, never bytes. Errors are
+// problem documents.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type Digest, parseDigest } from '../shared/digest.ts';
 import { OciError, problems } from '../shared/errors.ts';
 import { type ImageReference, parseImageReference } from '../shared/image-reference.ts';
 import { cacheEntryView } from '../shared/layer-cache.ts';
 import { sendLayerFile } from '../shared/layer-response.ts';
+import type { Credentials } from './access.ts';
 import type { SeederContext } from './context.ts';
 import { imageBlobs } from './images.ts';
 import { toProblem } from './problems.ts';
@@ -20,16 +23,20 @@ export async function seederRoutes(app: FastifyInstance, context: SeederContext)
     reply.code(problem.status).type('application/problem+json').send(problem.toBody(request.url));
   });
 
-  app.route<{ Params: { algorithm: string; hex: string } }>({
+  const tokenQuery = { type: 'object', properties: { token: { type: 'string', maxLength: 8192 } } } as const;
+
+  app.route<{ Params: { algorithm: string; hex: string }; Querystring: { token?: string } }>({
     method: ['GET', 'HEAD'],
     url: '/blobs/:algorithm/:hex',
+    schema: { querystring: tokenQuery },
     handler: (request, reply) =>
       sendLayer(context, layerDigest(`${request.params.algorithm}:${request.params.hex}`), request, reply),
   });
 
-  app.route<{ Params: { digest: string } }>({
+  app.route<{ Params: { digest: string }; Querystring: { token?: string } }>({
     method: ['GET', 'HEAD'],
     url: '/api/v1/blobs/:digest',
+    schema: { querystring: tokenQuery },
     handler: (request, reply) => sendLayer(context, layerDigest(request.params.digest), request, reply),
   });
 
@@ -56,6 +63,10 @@ export async function seederRoutes(app: FastifyInstance, context: SeederContext)
       const { digests = [], image } = request.body;
       const layers = digests.map(layerDigest);
       if (image !== undefined) layers.push(...(await imageBlobs(context.center, imageReference(image))));
+      // The edge fetches with its own account: the caller must be one the center lets read them all.
+      await mapLimit([...new Set(layers)], ACCESS_CHECKS_AT_ONCE, (digest) =>
+        context.access.check(credentialsOf(request), digest),
+      );
       const job = context.warm.create(layers, image);
       return reply.code(202).header('Location', `/api/v1/warm/${job.id}`).send(job);
     },
@@ -111,12 +122,32 @@ function layerDigest(value: string): Digest {
   }
 }
 
+// A warm job names a few layers; thousands are allowed, asked of the center a few at a time.
+const ACCESS_CHECKS_AT_ONCE = 8;
+
+/** Runs `task` over `items`, at most `limit` at once; rejects with the first failure. */
+async function mapLimit<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await task(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+function credentialsOf(request: FastifyRequest): Credentials {
+  return {
+    authorization: request.headers.authorization,
+    token: (request.query as { token?: string } | undefined)?.token,
+  };
+}
+
 async function sendLayer(
   context: SeederContext,
   digest: Digest,
   request: FastifyRequest,
   reply: FastifyReply,
 ): Promise<FastifyReply> {
+  await context.access.check(credentialsOf(request), digest);
   const file = await context.layers.open(digest);
   return sendLayerFile(file, request, reply, (bytes) => {
     context.counters.httpBytes += bytes;

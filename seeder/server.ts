@@ -11,6 +11,7 @@ import { DigestMismatchError } from '../shared/layer-flight.ts';
 import { type HttpService, listenHttp } from '../shared/listen.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { instrumentHttp } from '../shared/metrics.ts';
+import { LayerAccess } from './access.ts';
 import type { SeederConfig } from './config.ts';
 import type { SeederContext, SeederCounters } from './context.ts';
 import { Fetcher } from './fetcher.ts';
@@ -95,11 +96,13 @@ export async function createSeeder(config: SeederConfig, logger?: Logger): Promi
     },
   });
   const layers = new Layers(cache, fetcher, started, metrics, describeFailure);
+  const access = await LayerAccess.open(config.centerUrl, join(config.cacheDir, 'access.json'));
   const warm = new WarmJobs(layers, config.warmConcurrency);
   const context: SeederContext = {
     config,
     store,
     center,
+    access,
     hashPool,
     cache,
     fetcher,
@@ -153,6 +156,7 @@ export async function createSeeder(config: SeederConfig, logger?: Logger): Promi
       await fetcher.close();
       await app.close();
       await reseeding;
+      await access.close();
       await started.close();
       center.close();
       await hashPool.close();

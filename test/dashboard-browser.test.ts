@@ -7,6 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Locator, Page } from 'playwright-core';
 import t from 'tap';
+import { ADMIN } from './support/auth.ts';
 import { provisionBackend } from './support/backends.ts';
 import { launchChromium } from './support/browser.ts';
 import { startCenterWithEdge } from './support/deployment.ts';
@@ -41,7 +42,11 @@ t.test('the dashboard shows the fleet and a running job live', async (t) => {
 
   // Closed before the registry (teardowns run last first): a browser's open sockets would hold it.
   const browser = await launchChromium(t);
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  // The operator signs in as the browser asks (the dashboard's Basic challenge).
+  const page = await browser.newPage({
+    viewport: { width: 1280, height: 900 },
+    httpCredentials: { username: ADMIN.username, password: ADMIN.password },
+  });
   const problems: string[] = [];
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   page.on('console', (message) => {

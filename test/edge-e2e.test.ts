@@ -12,6 +12,9 @@ import { startCli } from './support/cli.ts';
 import { pushBlobMonolithic, randomBlob } from './support/oci.ts';
 import { eventually, metric, status, warm } from './support/seeder.ts';
 
+// Seeders serve layers and warm only for callers the center lets read them: requests here come from its admin.
+const fetch = asAdmin;
+
 interface TrackerStats {
   swarms: { infoHash: string; digest: string | null; seeders: number; leechers: number; completed: number }[];
 }

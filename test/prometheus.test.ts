@@ -6,8 +6,12 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { startAgent } from './support/agent.ts';
+import { asAdmin } from './support/auth.ts';
 import { provisionBackend, startRegistryAndTracker } from './support/backends.ts';
 import { startSeeder } from './support/seeder.ts';
+
+// Seeders serve layers and warm only for callers the center lets read them: requests here come from its admin.
+const fetch = asAdmin;
 
 const run = promisify(execFile);
 const dir = resolve(import.meta.dirname, '../deploy/prometheus');

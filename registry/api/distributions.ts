@@ -12,6 +12,8 @@ import { hostOrAdmin, principalOf, signedIn } from './guard.ts';
 const HOST = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
 const ZONE = '^[A-Za-z0-9._-]{1,64}$';
 const STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled'];
+// Long enough for an edge to check every layer of the warm request with the center.
+const WARM_TOKEN_SECONDS = 600;
 
 interface CreateBody {
   image: string;
@@ -78,9 +80,19 @@ export async function distributionRoutes(app: FastifyInstance, context: Registry
         hosts: targetHosts,
       });
       if (!created) return reply.code(200).header('Location', `/api/v1/distributions/${view.id}`).send(view);
+      const digests = resolved.layers.map((layer) => layer.digest);
+      // Edges warm only for callers the center lets read the layers: they get a token of the
+      // deployer's, good for these layers only.
+      const deployer = await signedIn(context, request);
+      const { token } = await context.auth.tokens.issue(
+        deployer,
+        digests.map((digest) => ({ type: 'blob', name: digest, actions: ['pull'] })),
+        WARM_TOKEN_SECONDS,
+      );
       const warming = await edgeWarmer.warm(
         targetHosts.map((host) => host.zone),
-        resolved.layers.map((layer) => layer.digest),
+        digests,
+        `Bearer ${token}`,
       );
       request.log.info({ id: view.id, image: view.image, hosts: targetHosts.length }, 'distribution created');
       return reply

@@ -65,17 +65,19 @@ export async function apiRoutes(app: FastifyInstance, context: RegistryContext):
 
   const tokenQuery = { type: 'object', properties: { token: { type: 'string', maxLength: 8192 } } } as const;
 
-  app.get<{ Params: { digest: string } }>(
-    '/blobs/:digest',
-    { schema: { params: digestParams, querystring: tokenQuery } },
-    async (request, reply) => {
+  // HEAD: edge seeders ask it to learn whether a caller may read a layer (seeder/access.ts).
+  app.route<{ Params: { digest: string } }>({
+    method: ['GET', 'HEAD'],
+    url: '/blobs/:digest',
+    schema: { params: digestParams, querystring: tokenQuery },
+    handler: async (request, reply) => {
       const digest = blobDigest(request.params.digest);
       await mayReadBlob(request, digest);
       const blob = await context.metadata.findBlob(digest);
       if (!blob) throw problems.notFound(`blob ${digest}`);
       return sendBlob(context, digest, blob.size_bytes, request, reply);
     },
-  );
+  });
 
   app.get<{ Params: { digest: string } }>(
     '/blobs/:digest/torrent',

@@ -3,10 +3,12 @@
 // GET /api/v1/dashboard/events (server-sent events: a `snapshot` event at once and then every push
 // interval; a `failure` event when the registry could not build one). Event streams end when the
 // browser leaves, and all of them end when the registry closes, so that closing never waits on them.
+// It shows every host, job and image name: registry admins only. A caller without credentials gets a
+// Basic challenge, so that a browser asks for them once and sends them with every request after.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PassThrough } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { problemOf } from '../../shared/errors.ts';
 import type { Dashboard, Snapshot } from './snapshot.ts';
 
@@ -43,7 +45,12 @@ function failureOf(error: Error): { detail: string } {
   return { detail: problemOf(error).message };
 }
 
-export async function dashboardRoutes(app: FastifyInstance, dashboard: Dashboard): Promise<void> {
+export async function dashboardRoutes(
+  app: FastifyInstance,
+  dashboard: Dashboard,
+  /** Throws (401, 403) unless the request comes from a registry admin. */
+  adminOnly: (request: FastifyRequest) => Promise<unknown>,
+): Promise<void> {
   const directory = pageDirectory();
   const files = new Map(
     Object.entries(ASSETS).map(([name, type]) => [name, { type, body: readFileSync(join(directory, name)) }]),
@@ -53,7 +60,12 @@ export async function dashboardRoutes(app: FastifyInstance, dashboard: Dashboard
   app.setErrorHandler((error, request, reply) => {
     const problem = problemOf(error);
     if (problem.status >= 500) request.log.error({ err: error }, 'dashboard error');
+    if (problem.status === 401)
+      reply.header('WWW-Authenticate', 'Basic realm="zedge-p2p dashboard", charset="UTF-8"');
     reply.code(problem.status).type('application/problem+json').send(problem.toBody(request.url));
+  });
+  app.addHook('onRequest', async (request) => {
+    await adminOnly(request);
   });
 
   // Relative links in the page (its script, its stylesheet, the API) need the trailing slash.

@@ -4,6 +4,7 @@
 // streams that end cleanly when the browser leaves or the registry closes.
 import t from 'tap';
 import type { Snapshot } from '../../registry/dashboard/snapshot.ts';
+import { ADMIN, asAdmin, authHeaders, createUser, fetchAs } from '../../test/support/auth.ts';
 import {
   BACKENDS,
   freeUdpAndTcpPort,
@@ -15,6 +16,9 @@ import { EventStreamClient } from '../../test/support/event-stream.ts';
 import { createDistribution, registerHost, reportProgress } from '../../test/support/fleet-api.ts';
 import { pushImage } from '../../test/support/oci.ts';
 import { eventually } from '../../test/support/seeder.ts';
+
+// The dashboard is for registry admins.
+const fetch = asAdmin;
 
 async function snapshotOf(registry: string): Promise<Snapshot> {
   const response = await fetch(`${registry}/api/v1/dashboard/snapshot`);
@@ -72,7 +76,10 @@ for (const backend of BACKENDS) {
     ]);
     t.equal(first.bytesBySource.intervalSeconds, 1);
 
-    const stream = await EventStreamClient.open(`${registry.url}/api/v1/dashboard/events`);
+    const stream = await EventStreamClient.open(
+      `${registry.url}/api/v1/dashboard/events`,
+      authHeaders(ADMIN),
+    );
     t.match(stream.response.headers['content-type'], /^text\/event-stream/);
     const opened = Date.now();
     const initial = await stream.until<Snapshot>('snapshot', () => true, 5_000);
@@ -169,7 +176,7 @@ t.test('closing the registry ends open event streams and does not wait for them'
   const resources = await provisionBackend(t, 'embedded');
   const { registry } = await startRegistryAndTracker(t, resources);
   const streams = await Promise.all(
-    [1, 2].map(() => EventStreamClient.open(`${registry.url}/api/v1/dashboard/events`)),
+    [1, 2].map(() => EventStreamClient.open(`${registry.url}/api/v1/dashboard/events`, authHeaders(ADMIN))),
   );
   for (const stream of streams) await stream.until<Snapshot>('snapshot', () => true, 5_000);
   const started = Date.now();
@@ -205,4 +212,25 @@ t.test('the page, its assets and bad paths', async (t) => {
   const unknown = await fetch(`${registry.url}/dashboard/nothing.js`);
   t.equal(unknown.status, 404);
   await unknown.body?.cancel();
+});
+
+t.test('only registry admins see the dashboard', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const { registry } = await startRegistryAndTracker(t, resources);
+  const user = await createUser(registry.url, 'operator-not-admin');
+  for (const path of [
+    '/dashboard/',
+    '/dashboard/dashboard.js',
+    '/api/v1/dashboard/snapshot',
+    '/api/v1/dashboard/events',
+  ]) {
+    const anonymous = await globalThis.fetch(`${registry.url}${path}`);
+    t.equal(anonymous.status, 401, `${path}: anonymous callers are asked to sign in`);
+    t.match(anonymous.headers.get('www-authenticate'), /^Basic realm=/, 'with a challenge browsers answer');
+    t.equal(((await anonymous.json()) as { status: number }).status, 401, 'a problem body');
+    const notAdmin = await fetchAs(user)(`${registry.url}${path}`);
+    t.equal(notAdmin.status, 403, `${path}: a user who is not an admin is refused`);
+    await notAdmin.body?.cancel();
+  }
+  await t.rejects(EventStreamClient.open(`${registry.url}/api/v1/dashboard/events`), /401/);
 });

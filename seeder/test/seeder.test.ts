@@ -4,6 +4,7 @@
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
+import { asAdmin } from '../../test/support/auth.ts';
 import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
 import { pushBlobMonolithic, pushImage, putManifest, randomBlob } from '../../test/support/oci.ts';
 import {
@@ -15,6 +16,9 @@ import {
   waitForJob,
   warm,
 } from '../../test/support/seeder.ts';
+
+// Seeders serve layers and warm only for callers the center lets read them: requests here come from its admin.
+const fetch = asAdmin;
 
 const MiB = 1024 * 1024;
 

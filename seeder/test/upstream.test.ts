@@ -7,23 +7,35 @@ import { readdir } from 'node:fs/promises';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { asAdmin } from '../../test/support/auth.ts';
 import { freeUdpAndTcpPort } from '../../test/support/backends.ts';
 import { randomBlob } from '../../test/support/oci.ts';
 import { eventually, metric, startSeeder, status, warm } from '../../test/support/seeder.ts';
+
+// Seeders serve layers and warm only for callers the center lets read them: requests here come from its admin.
+const fetch = asAdmin;
 
 const MiB = 1024 * 1024;
 
 type Behaviour = (response: ServerResponse) => void | Promise<void>;
 
-/** A stand-in center: `GET /api/v1/blobs/<digest>` does what `layers` says; anything else is 404. */
+/**
+ * A stand-in center: `GET /api/v1/blobs/<digest>` does what `layers` says; its `HEAD` (the edge asking
+ * whether the caller may read the layer) says yes; anything else is 404.
+ */
 async function fakeCenter(t: { teardown(fn: () => unknown): void }, layers: Map<string, Behaviour>) {
   const requests: string[] = [];
   const server = createServer((request, response) => {
-    requests.push(request.url ?? '');
+    // The edge's access checks (HEAD) are not layer fetches.
+    if (request.method !== 'HEAD') requests.push(request.url ?? '');
     const match = /^\/api\/v1\/blobs\/([^/]+)$/.exec(request.url ?? '');
     const behaviour = match && layers.get(decodeURIComponent(match[1]!));
     if (!behaviour) {
       response.writeHead(404, { 'Content-Type': 'application/problem+json' }).end('{"status":404}');
+      return;
+    }
+    if (request.method === 'HEAD') {
+      response.writeHead(200).end();
       return;
     }
     void behaviour(response);
@@ -187,6 +199,7 @@ t.test('an upstream that stops short or is down', async (t) => {
   const nowhere = await startSeeder(t, {
     ZEDGE_REGISTRY_URL: `http://127.0.0.1:${await freeUdpAndTcpPort()}`,
   });
+  // (Who may read the layer cannot be asked either: the same 502.)
   const down = await fetch(`${nowhere.url}/api/v1/blobs/${blob.digest}`);
   t.equal(down.status, 502);
   t.match(down.headers.get('content-type'), /application\/problem\+json/);

@@ -28,9 +28,9 @@ export class EventStreamClient {
     });
   }
 
-  static async open(url: string): Promise<EventStreamClient> {
+  static async open(url: string, headers: Record<string, string> = {}): Promise<EventStreamClient> {
     const response = await new Promise<IncomingMessage>((resolve, reject) =>
-      get(url, { headers: { accept: 'text/event-stream' } }, resolve).once('error', reject),
+      get(url, { headers: { accept: 'text/event-stream', ...headers } }, resolve).once('error', reject),
     );
     if (response.statusCode !== 200) {
       response.destroy();

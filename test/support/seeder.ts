@@ -6,8 +6,11 @@ import { join } from 'node:path';
 import { type SeederConfig, seederConfig } from '../../seeder/config.ts';
 import { createSeeder, type SeederServer } from '../../seeder/server.ts';
 import { createLogger } from '../../shared/logger.ts';
-import { ADMIN, credsOf } from './auth.ts';
+import { ADMIN, asAdmin, credsOf } from './auth.ts';
 import { closeOnce, type Teardown } from './backends.ts';
+
+// Seeders serve layers and warm only for callers the center lets read them: requests here come from its admin.
+const fetch = asAdmin;
 
 export interface RunningSeeder {
   url: string;
