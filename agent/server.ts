@@ -33,7 +33,10 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
   const log = logger ?? createLogger('agent', config.logLevel);
   const hashPool = new HashPool(config.hashThreads);
   const center = new CenterClient(config.centerUrl, undefined, { credential: config.credential });
-  const edge = config.edgeUrl ? new CenterClient(config.edgeUrl, 5_000) : undefined;
+  // The edge lets read only whom the center lets read: the agent shows it the same credential.
+  const edge = config.edgeUrl
+    ? new CenterClient(config.edgeUrl, 5_000, { credential: config.credential })
+    : undefined;
   const torrents = new TorrentFiles(join(config.cacheDir, 'torrents'), center);
   const bytesBySource = emptyTally();
 
