@@ -104,6 +104,7 @@ export class Downloader {
     const { flight } = download;
     const { digest } = flight;
     let reservation: Reservation | undefined;
+    let handle: FileHandle | undefined;
     const phases: Record<string, number> = {};
     let phaseStart = Date.now();
     const phase = (name: string) => {
@@ -123,7 +124,6 @@ export class Downloader {
       // Without a torrent the HTTP answer tells the size.
       let body = summary ? undefined : await openOverHttp(this.http, digest, 0);
       const size = summary?.length ?? body!.size;
-      let handle: FileHandle;
       let resumed: ResumePoint | undefined;
       try {
         // webtorrent names the file after the torrent: the reservation's own directory is its path.
@@ -187,6 +187,8 @@ export class Downloader {
       await (wrong ? reservation?.abort() : reservation?.suspend())?.catch(() => {});
       this.downloads.delete(digest);
       flight.settle('failed', failure);
+      // A flight that began closes the file with its last reader; one that did not, here.
+      if (flight.size === undefined) await handle?.close().catch(() => {});
       this.hooks.onFailed?.(digest, failure);
     }
   }

@@ -27,6 +27,7 @@ type Answer = { verdict: 'allowed' | 'unauthorized' | 'forbidden'; at: number };
 
 export class LayerAccess {
   private readonly answers = new Map<string, Answer>();
+  private readonly asking = new Map<string, Promise<Answer['verdict']>>();
   private saveTimer: NodeJS.Timeout | undefined;
   private saving: Promise<void> = Promise.resolve();
 
@@ -55,7 +56,7 @@ export class LayerAccess {
     await this.save();
   }
 
-  /** Resolves when the caller may read the layer; else throws a 401, 403 or 503 problem. */
+  /** Resolves when the caller may read the layer; else throws a 401, 403 or 502 problem. */
   async check(credentials: Credentials, digest: Digest): Promise<void> {
     const key = createHash('sha256')
       .update(`${credentials.authorization ?? ''}\n${credentials.token ?? ''}\n${digest}`)
@@ -66,7 +67,13 @@ export class LayerAccess {
       known && age < (known.verdict === 'allowed' ? ALLOWED_FOR_MS : DENIED_FOR_MS) && known.verdict;
     if (!verdict) {
       try {
-        verdict = await this.ask(credentials, digest);
+        // A web seed asks for many pieces at once: one question to the center for all of them.
+        let asking = this.asking.get(key);
+        if (!asking) {
+          asking = this.ask(credentials, digest).finally(() => this.asking.delete(key));
+          this.asking.set(key, asking);
+        }
+        verdict = await asking;
         this.remember(key, verdict);
       } catch (error) {
         if (known?.verdict === 'allowed' && age < STALE_ALLOWED_MS) verdict = 'allowed';
