@@ -6,7 +6,8 @@ import { problems } from '../../shared/errors.ts';
 import type { MemberRole, User, UserChanges } from '../auth/accounts.ts';
 import { verifyPassword } from '../auth/passwords.ts';
 import type { RegistryContext } from '../context.ts';
-import { admin, signedIn, userAccount } from './guard.ts';
+import { auditRequest } from './audit.ts';
+import { admin, principalOf, signedIn, userAccount } from './guard.ts';
 import {
   EMAIL,
   ID_OR_NAME,
@@ -38,9 +39,39 @@ interface NewUserBody {
 
 type UserPatch = UserChanges & { current_password?: string };
 
+/**
+ * The audit operation of an account change, from its route: `POST /organizations/:team/members` is
+ * `create_organization_member`, `DELETE /users/:user` is `delete_user`, `POST /tokens` `create_token`.
+ */
+export function accountOperation(method: string, route: string): string {
+  const verb =
+    { POST: 'create', PUT: 'set', PATCH: 'update', DELETE: 'delete' }[method] ?? method.toLowerCase();
+  const nouns = route
+    .split('/')
+    .filter((segment) => segment && !segment.startsWith(':'))
+    .map((segment) => segment.replace(/s$/, ''));
+  return [verb, ...nouns].join('_');
+}
+
 export async function accountRoutes(app: FastifyInstance, context: RegistryContext): Promise<void> {
   strictBodies(app);
   const { accounts } = context;
+
+  // Every account change that succeeded is audited (seed 3.1.7): who, what (the path's names and the
+  // values set; never a password), from where.
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.method === 'GET' || request.method === 'HEAD' || reply.statusCode >= 300) return;
+    const body = (request.body ?? {}) as Record<string, unknown>;
+    const route = (request.routeOptions.url ?? request.url).replace(/^\/api\/v1(?=\/)/, '');
+    auditRequest(context, request, await principalOf(context, request), {
+      operation: accountOperation(request.method, route),
+      imageId: undefined,
+      details: {
+        ...(request.params as Record<string, string>),
+        set: Object.fromEntries(Object.entries(body).filter(([field]) => !/password/.test(field))),
+      },
+    });
+  });
 
   /** The user a path names, if the caller may see it: itself, or anyone for admins. */
   async function namedUser(request: FastifyRequest<{ Params: { user: string } }>) {

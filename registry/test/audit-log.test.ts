@@ -155,3 +155,37 @@ for (const backend of BACKENDS) {
     });
   });
 }
+
+t.test('account changes are audited, passwords never', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const registry = await startRegistry(t, resources);
+  const { url } = registry;
+  const asAdmin = apiAs(url, registry.admin);
+  const carol = await createUser(url, 'carol');
+  await asAdmin('PATCH', '/users/carol', { display_name: 'Carol', password: 'carol-new-password' });
+  t.equal((await asAdmin('POST', '/organizations', { name: 'audited-org' })).status, 201);
+  t.equal((await asAdmin('PUT', '/organizations/audited-org/members/carol', { role: 'member' })).status, 200);
+  t.equal((await asAdmin('GET', '/users/carol')).status, 200, 'a read is not a change');
+  t.equal((await asAdmin('DELETE', '/users/carol')).status, 204);
+  const wanted = [
+    'create_user',
+    'update_user',
+    'create_organization',
+    'set_organization_member',
+    'delete_user',
+  ];
+  let rows: { operation: string; operator_name: string; details: Record<string, unknown> }[] = [];
+  for (let attempt = 0; attempt < 50 && rows.length < wanted.length; attempt++) {
+    rows = (await asAdmin('GET', `/audit-logs?action=${wanted.join(',')}&page_size=100`)).body.data;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  t.same(
+    rows.map((row) => row.operation).sort(),
+    [...wanted].sort(),
+    'one row per change, none for the read',
+  );
+  for (const row of rows) t.equal(row.operator_name, 'admin', `${row.operation}: by the admin`);
+  const update = rows.find((row) => row.operation === 'update_user')!;
+  t.same(update.details, { user: 'carol', set: { display_name: 'Carol' } }, 'what was set, not the password');
+  t.notOk(JSON.stringify(rows).includes(carol.password), 'no password anywhere');
+});
