@@ -144,6 +144,18 @@ async function warmEdge(seeder: string, digest: string): Promise<void> {
   }
 }
 
+/** Where the agent's layer bytes came from: a cold pull served by the center instead of the edge shows. */
+async function agentSources(agent: string, lab?: { lab: Lab; host: NetHost }): Promise<string> {
+  const [command, args] = lab
+    ? lab.lab.exec(lab.host, 'curl', ['-sf', `${agent}/api/v1/status`])
+    : ['curl', ['-sf', `${agent}/api/v1/status`]];
+  const { stdout } = await run(command, args);
+  const bytes = (JSON.parse(stdout) as { bytesBySource: Record<string, number> }).bytesBySource;
+  return Object.entries(bytes)
+    .map(([source, count]) => `${source} ${(count / MiB).toFixed(0)} MiB`)
+    .join(', ');
+}
+
 /**
  * The cold pull and the direct GET as a host sees them: center (registry, tracker), edge (seeder) and
  * host (agent, and curl as its container runtime) in network namespaces, every link shaped to `mbit`.
@@ -212,6 +224,7 @@ async function overShapedLinks(
     ]);
     await warmEdge(seeder, digest);
     const cold = await timedGet(`${agent}${path}`, inHost);
+    console.log(`the agent got the layer from: ${await agentSources(agent, inHost)}`);
     const fromEdge = await timedGet(`${seeder}/api/v1/blobs/${digest}`, inHost);
     return { cold, direct, fromEdge };
   } finally {
@@ -293,6 +306,7 @@ try {
     await timedGet(`${seeder}/api/v1/blobs/${digest}`),
   ]);
   const cold = await timedGet(`${agent}${path}`);
+  console.log(`the agent got the layer from: ${await agentSources(agent)}`);
   const cached = best([
     await timedGet(`${agent}${path}`),
     await timedGet(`${agent}${path}`),
