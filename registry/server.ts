@@ -67,7 +67,11 @@ async function startAuth(
 
 export async function createRegistry(config: RegistryConfig, logger?: Logger): Promise<RegistryServer> {
   const log = logger ?? createLogger('registry', config.logLevel);
-  const db = await openDatabase({ url: config.databaseUrl, dataDir: `${config.dataDir}/pglite` });
+  const db = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: `${config.dataDir}/pglite`,
+    onConnectionLost: (error) => log.warn({ err: error }, 'database connection lost; the pool reconnects'),
+  });
   const accounts = new Accounts(db);
   const tokens = await startAuth(config, accounts, db, log).catch(async (error) => {
     await db.close();

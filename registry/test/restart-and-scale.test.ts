@@ -1,5 +1,6 @@
 // Upload sessions survive a registry restart, and registries of one deployment (shared PostgreSQL,
 // Ceph bucket and Redis) see the same content and can continue each other's uploads.
+import pg from 'pg';
 import t from 'tap';
 import { ADMIN, asAdmin, tokenFor } from '../../test/support/auth.ts';
 import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
@@ -130,5 +131,27 @@ for (const backend of BACKENDS) {
     t.equal((await fetch(new URL(abandoned, url))).status, 404);
     t.equal((await fetch(new URL(live, url))).headers.get('range'), '0-999', 'the live upload is untouched');
     t.ok((await store.staleUploads(new Date(Date.now() + 60_000))).includes(liveId));
+  });
+}
+
+if (BACKENDS.includes('production')) {
+  t.test('production: PostgreSQL ending the registry connections costs no request', async (t) => {
+    const resources = await provisionBackend(t, 'production');
+    const registry = await startRegistry(t, resources);
+    const image = await pushImage(registry, 'lib/dropped', 'v1', [50_000]);
+    // What a PostgreSQL restart or failover does to a live service: every backend of its database ends.
+    const databaseUrl = new URL(resources.env.DATABASE_URL!);
+    const admin = new pg.Client({ connectionString: resources.env.DATABASE_URL });
+    await admin.connect();
+    t.teardown(() => admin.end());
+    const ended = await admin.query(
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+      [databaseUrl.pathname.slice(1)],
+    );
+    t.ok(ended.rowCount! > 0, 'the registry had idle connections, now ended');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const manifest = await fetch(`${registry.url}/v2/lib/dropped/manifests/v1`);
+    t.equal(manifest.status, 200, 'the registry is up and reconnects');
+    t.equal(manifest.headers.get('docker-content-digest'), image.manifestDigest);
   });
 }

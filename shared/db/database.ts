@@ -148,14 +148,18 @@ export interface DatabaseOptions {
   url?: string | undefined;
   dataDir?: string | undefined;
   poolSize?: number;
+  /** Told when the server drops an idle pooled connection (restart, failover, admin kill); the pool replaces it. */
+  onConnectionLost?: (error: Error) => void;
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   let database: Database;
   if (options.url) {
-    database = new PostgresDatabase(
-      new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 }),
-    );
+    const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 10 });
+    // Without a listener, an idle connection the server ends would be an uncaught 'error' event:
+    // a PostgreSQL restart would take the whole service down instead of one connection.
+    pool.on('error', (error) => options.onConnectionLost?.(error));
+    database = new PostgresDatabase(pool);
   } else {
     if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
     database = await PgliteDatabase.open(options.dataDir);
