@@ -20,6 +20,8 @@ export interface SeederConfig {
   torrentPort: number;
   /** BitTorrent upload limit, bytes per second (-1: none). */
   uploadLimit: number;
+  /** BEP 16: offer each peer only pieces no connected peer has (see super-seeding.ts). */
+  superSeed: boolean;
   /** The blob store to read layers from directly, or undefined when this edge reaches only the center. */
   blobStore: BlobStoreConfig | undefined;
   /** Layers that warm jobs fetch at once (reads through HTTP are not queued). */
@@ -47,6 +49,7 @@ export function seederConfig(env: Env = process.env): SeederConfig {
     blobStore: boolean(env, 'ZEDGE_SEEDER_STORE_ACCESS', false) ? common.blobStore : undefined,
     warmConcurrency: Math.max(1, integer(env, 'ZEDGE_SEEDER_WARM_CONCURRENCY', 4)),
     uploadLimit: rateLimit(env, 'ZEDGE_SEEDER_UPLOAD_MBIT'),
+    superSeed: boolean(env, 'ZEDGE_SEEDER_SUPER_SEED', true),
     hashThreads: common.hashThreads,
     logLevel: common.logLevel,
   };

@@ -10,7 +10,8 @@ import type { Digest } from '../shared/digest.ts';
 import type { Logger } from '../shared/logger.ts';
 import { startTorrentClient } from '../shared/torrent/client.ts';
 import { peerIdFor } from '../shared/torrent/peer-id.ts';
-import { TorrentFiles } from '../shared/torrent/torrent-files.ts';
+import { summarizeTorrent, TorrentFiles } from '../shared/torrent/torrent-files.ts';
+import { SuperSeeder } from './super-seeding.ts';
 
 export interface SeedingOptions {
   /** The cache's directory of layer files, named as in their torrents (`sha256-<hex>`). */
@@ -24,6 +25,8 @@ export interface SeedingOptions {
   torrentPort: number;
   /** Bytes per second, -1 for none. */
   uploadLimit: number;
+  /** Offer peers only pieces no connected peer has (BEP 16), rather than every piece to every peer. */
+  superSeed: boolean;
   log: Logger;
   /** Bytes sent to peers, as they go out. */
   onUpload?: (bytes: number) => void;
@@ -143,6 +146,9 @@ export class Seeding {
           storeCacheSlots: 0,
         });
         seed.torrent = added;
+        const summary = summarizeTorrent(file);
+        if (this.options.superSeed && summary)
+          new SuperSeeder(added, Math.ceil(summary.length / summary.pieceLength));
         added.once('ready', () => resolve(added));
         added.once('error', reject);
         added.once('close', () => reject(new Error('torrent closed before it was ready')));

@@ -65,6 +65,7 @@ export async function createSeeder(config: SeederConfig, logger?: Logger): Promi
     zone: config.zone,
     torrentPort: config.torrentPort,
     uploadLimit: config.uploadLimit,
+    superSeed: config.superSeed,
     log,
     onUpload: (bytes) => metrics.bytesServed.inc({ via: 'bittorrent' }, bytes),
   }).catch(async (error) => {

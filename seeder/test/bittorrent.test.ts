@@ -5,8 +5,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bencode from 'bencode';
-import t from 'tap';
-import { provisionBackend, startRegistry, startRegistryAndTracker } from '../../test/support/backends.ts';
+import t, { type Test } from 'tap';
+import {
+  freeUdpAndTcpPort,
+  provisionBackend,
+  startRegistry,
+  startRegistryAndTracker,
+} from '../../test/support/backends.ts';
 import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
 import { eventually, metric, startSeeder, status, warm } from '../../test/support/seeder.ts';
 import { httpAnnounce, newPeerId } from '../../test/support/tracker-client.ts';
@@ -17,11 +22,13 @@ const leechScript = join(import.meta.dirname, '..', '..', 'test', 'support', 'le
 function leech(
   torrentFile: string,
   dir: string,
-  peer: string,
+  peers: string[],
+  port = 0,
 ): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', leechScript, torrentFile, dir, peer], {
+    const child = spawn(process.execPath, ['--import', 'tsx', leechScript, torrentFile, dir, ...peers], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ZEDGE_LEECH_PORT: String(port) },
     });
     let output = '';
     child.stdout.on('data', (chunk) => (output += chunk));
@@ -41,11 +48,14 @@ async function seededInfoHash(base: string, digest: string): Promise<string> {
   });
 }
 
-t.test('a webtorrent leecher in another process downloads a layer from the seeder alone', async (t) => {
+/**
+ * A registry whose trackers do not answer, a seeder that warmed a fresh layer of `size` bytes, and the
+ * layer's torrent without web seeds in a file: leechers get the layer from the seeder and each other.
+ */
+async function seededLayer(t: Test, size: number) {
   const resources = await provisionBackend(t, 'embedded');
-  // Nothing listens at the trackers' address: the leecher is given the seeder as its only peer.
   const registry = await startRegistry(t, resources, { ZEDGE_TRACKERS: 'http://127.0.0.1:9/announce' });
-  const blob = randomBlob(6 * MiB + 4321);
+  const blob = randomBlob(size);
   await pushBlobMonolithic(registry, 'edge/bt', blob.data);
   const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
   t.equal((await warm(seeder.url, [blob.digest])).state, 'done');
@@ -59,12 +69,16 @@ t.test('a webtorrent leecher in another process downloads a layer from the seede
   t.teardown(() => rm(work, { recursive: true, force: true }));
   const torrentFile = join(work, 'layer.torrent');
   await writeFile(torrentFile, bencode.encode(torrent));
+  const downloaded = (dir: string) => readFile(join(work, dir, blob.digest.replace(':', '-')));
+  return { registry, seeder, blob, torrentFile, work, downloaded };
+}
 
-  const result = await leech(torrentFile, join(work, 'download'), `127.0.0.1:${seeder.torrentPort}`);
+t.test('a webtorrent leecher in another process downloads a layer from the seeder alone', async (t) => {
+  const { registry, seeder, blob, torrentFile, work, downloaded } = await seededLayer(t, 6 * MiB + 4321);
+  const result = await leech(torrentFile, join(work, 'download'), [`127.0.0.1:${seeder.torrentPort}`]);
   t.equal(result.code, 0, `the leecher finished: ${result.output}`);
   t.match(result.output, /"done":true/);
-  const downloaded = await readFile(join(work, 'download', blob.digest.replace(':', '-')));
-  t.ok(downloaded.equals(blob.data), 'byte-identical over BitTorrent');
+  t.ok((await downloaded('download')).equals(blob.data), 'byte-identical over BitTorrent');
 
   const after = await status(seeder.url);
   t.ok(after.bytesServed.bittorrent >= blob.data.length, 'status counts the bytes served by BitTorrent');
@@ -79,6 +93,39 @@ t.test('a webtorrent leecher in another process downloads a layer from the seede
     'the center sent the layer once, to the seeder',
   );
 });
+
+t.test(
+  'super-seeding: leechers that are peers of each other get each piece from the seeder once',
+  async (t) => {
+    const { seeder, blob, torrentFile, work, downloaded } = await seededLayer(t, 8 * MiB);
+    const ports = await Promise.all([1, 2, 3, 4].map(() => freeUdpAndTcpPort()));
+    const everyone = [seeder.torrentPort, ...ports].map((port) => `127.0.0.1:${port}`);
+    const results = await Promise.all(
+      ports.map((port) =>
+        leech(
+          torrentFile,
+          join(work, `leecher-${port}`),
+          everyone.filter((peer) => !peer.endsWith(`:${port}`)),
+          port,
+        ),
+      ),
+    );
+    for (const [index, result] of results.entries()) {
+      t.equal(result.code, 0, `leecher ${index} finished: ${result.output}`);
+      t.ok(
+        (await downloaded(`leecher-${ports[index]}`)).equals(blob.data),
+        `leecher ${index}: byte-identical`,
+      );
+    }
+    // A plain seed answers every request, and four leechers starting together all ask it for pieces.
+    const uploaded = (await status(seeder.url)).layers[0]!.seeding!.uploadedBytes;
+    t.ok(uploaded >= blob.data.length, 'every piece came from the seeder at least once');
+    t.ok(
+      uploaded <= blob.data.length * 1.1,
+      `the seeder sent the layer about once (${(uploaded / blob.data.length).toFixed(2)}x), the leechers the rest`,
+    );
+  },
+);
 
 t.test('the seeder announces its zone and role=edge to the tracker', async (t) => {
   const resources = await provisionBackend(t, 'embedded');

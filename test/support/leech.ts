@@ -1,6 +1,7 @@
 // A BitTorrent leecher in its own process (webtorrent 3, TCP, no trackers, DHT or web seeds): it
 // downloads one torrent from the peers it is given and exits 0 once every piece is verified.
 // Usage: node --import tsx leech.ts <torrent file> <download dir> <host:port>...
+// ZEDGE_LEECH_PORT: the port it listens on (for leechers that are each other's peers); any by default.
 import { readFile } from 'node:fs/promises';
 import WebTorrent from 'webtorrent';
 import { DATACENTER_CLIENT_OPTIONS } from '../../shared/torrent/client-options.ts';
@@ -16,7 +17,12 @@ const timer = setTimeout(() => {
   process.exit(1);
 }, 40_000);
 
-const client = new WebTorrent({ ...DATACENTER_CLIENT_OPTIONS, webSeeds: false, tracker: false });
+const client = new WebTorrent({
+  ...DATACENTER_CLIENT_OPTIONS,
+  webSeeds: false,
+  tracker: false,
+  torrentPort: Number(process.env.ZEDGE_LEECH_PORT ?? 0),
+});
 client.on('error', (error: Error) => {
   console.error(`leech: ${error.message}`);
   process.exit(1);
