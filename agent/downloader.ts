@@ -17,10 +17,14 @@ import { DigestMismatchError, Flight } from '../shared/layer-flight.ts';
 import { summarizeTorrent, type TorrentFiles } from '../shared/torrent/torrent-files.ts';
 import { type HttpSource, openOverHttp, SourceError } from './http-source.ts';
 import { type ResumePoint, resumePoint } from './resume.ts';
+import { Silence } from './silence.ts';
 import { type ByteSource, emptyTally } from './sources.ts';
 import type { Swarm } from './swarm.ts';
 
 export type Way = 'bittorrent' | 'http';
+
+/** How often a download's sources are checked for silence. */
+const WATCHDOG_MS = 200;
 
 /** Bytes arriving but no piece verifying for this many stall timeouts: the swarm is left too. */
 const UNVERIFIED_STALLS = 6;
@@ -215,8 +219,8 @@ export class Downloader {
       let prefix = 0;
       // Web seeds join, and the swarm is left for HTTP, when no bytes arrive: on a slow link shared by
       // many peers a piece can take many seconds while its blocks keep coming.
-      let lastBytes = Date.now();
-      let lastProgress = Date.now();
+      const bytesSilence = new Silence(WATCHDOG_MS);
+      const progressSilence = new Silence(WATCHDOG_MS);
       let edgeJoined = false;
       let centerJoined = false;
       let settled = false;
@@ -233,22 +237,20 @@ export class Downloader {
       const onClose = () => finish(new Error('agent is closing'));
       this.closing.signal.addEventListener('abort', onClose);
       torrent.on('verified', () => {
-        lastProgress = Date.now();
+        progressSilence.heard();
         while (prefix < pieceCount && torrent.bitfield.get(prefix)) prefix++;
         const bytes = Math.min(length, prefix * pieceLength);
         if (bytes > flight.written) flight.progress(bytes - flight.written);
       });
-      torrent.on('download', () => {
-        lastBytes = Date.now();
-      });
+      torrent.on('download', () => bytesSilence.heard());
       torrent.once('done', () => finish(true));
       torrent.once('error', (error: Error) => {
         this.hooks.onFallback?.(flight.digest, `torrent failed: ${error.message}`);
         finish(false);
       });
       const watchdog = setInterval(() => {
-        const quiet = Date.now() - lastBytes;
-        const idle = Date.now() - lastProgress;
+        const quiet = bytesSilence.tick();
+        const idle = progressSilence.tick();
         // Web seeds join only when the swarm (the edge's BitTorrent seeding included) goes idle: over
         // BitTorrent the edge sends a piece to one host and the hosts pass it on, while every host's
         // web-seed requests would each take their own copy from the edge.
@@ -270,7 +272,7 @@ export class Downloader {
           );
           finish(false);
         }
-      }, 200);
+      }, WATCHDOG_MS);
     });
   }
 
@@ -305,12 +307,11 @@ export class Downloader {
   ) {
     const { flight } = download;
     const size = flight.size!;
-    let lastProgress = Date.now();
+    const silence = new Silence(WATCHDOG_MS);
     const timeout = this.options.stallTimeoutMs;
     const watchdog = setInterval(() => {
-      if (Date.now() - lastProgress > timeout)
-        body.destroy(new SourceError(`${source} sent nothing for ${timeout} ms`));
-    }, 250);
+      if (silence.tick() > timeout) body.destroy(new SourceError(`${source} sent nothing for ${timeout} ms`));
+    }, WATCHDOG_MS);
     const onClose = () => body.destroy(new Error('agent is closing'));
     this.closing.signal.addEventListener('abort', onClose);
     const sink = new Writable({
@@ -322,7 +323,7 @@ export class Downloader {
           return callback(new SourceError(`${source} sent more than ${size} bytes`));
         handle.writev(buffers, flight.written).then(({ bytesWritten }) => {
           if (bytesWritten !== length) return callback(new Error('short write to the cache'));
-          lastProgress = Date.now();
+          silence.heard();
           flight.progress(length);
           this.count(download, source, length);
           callback();
