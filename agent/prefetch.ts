@@ -1,6 +1,7 @@
 // Distribution jobs on this host: every layer of the job fetched into the cache through the usual
 // download ladder (peers, edge, center), with progress reported to the registry about once a second
 // and once at the end. A job the registry reports cancelled stops being reported.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Digest } from '../shared/digest.ts';
 import { parseDigest } from '../shared/digest.ts';
 import type { LayerCache } from '../shared/layer-cache.ts';
@@ -25,6 +26,12 @@ export interface JobReport {
 export type Reporter = (jobId: string, report: JobReport) => Promise<string>;
 
 const REPORT_EVERY_MS = 1000;
+/**
+ * The job's last report (completed or failed) is what the registry's job waits for: it is tried again
+ * after 1, 2, 4, 8 and 16 s when the registry does not answer (a registry busy with a large fleet),
+ * not only once.
+ */
+const FINAL_REPORT_ATTEMPTS = 6;
 
 export class Prefetcher {
   private readonly running = new Set<string>();
@@ -68,8 +75,14 @@ export class Prefetcher {
       });
       if (answer === 'cancelled') cancelled = true;
     };
+    // A progress report waits for the one before it: a slow registry is not sent a pile of them.
+    let reporting = false;
     const ticker = setInterval(() => {
-      send('running').catch(() => {});
+      if (reporting) return;
+      reporting = true;
+      send('running')
+        .catch(() => {})
+        .finally(() => (reporting = false));
     }, REPORT_EVERY_MS);
     try {
       await send('running');
@@ -97,14 +110,28 @@ export class Prefetcher {
       );
       if (cancelled) return;
       clearInterval(ticker);
-      if (!cancelled) await send('completed');
+      if (!cancelled) await finalReport(() => send('completed'));
       this.log.info({ job: job.id, bytesBySource }, 'prefetched');
     } catch (error) {
       clearInterval(ticker);
-      await send('failed', (error as Error).message).catch(() => {});
+      await finalReport(() => send('failed', (error as Error).message)).catch(() => {});
       throw error;
     } finally {
       clearInterval(ticker);
+    }
+  }
+}
+
+/** Sends a job's last report, again after a pause while the registry does not answer or fails (5xx). */
+async function finalReport(send: () => Promise<void>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (error) {
+      const status = (error as { status?: number }).status;
+      const refused = status !== undefined && status < 500;
+      if (refused || attempt === FINAL_REPORT_ATTEMPTS) throw error;
+      await sleep(1000 * 2 ** (attempt - 1));
     }
   }
 }
