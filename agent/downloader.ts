@@ -1,8 +1,9 @@
 // Getting layers into the agent's cache, one download per layer however many requests want it. The
 // first host of a swarm streams the layer from the edge over HTTP (first-leecher.ts). Otherwise the
-// ladder: the swarm (peers, with the zone's edge as web seed from the start, and the center as web
-// seed only once peers and edge delivered nothing for a moment), then plain HTTP (edge, then center)
-// when there is no torrent or the swarm stalls. Whatever the way, the whole layer's sha256 is checked
+// ladder: the swarm (peers and the zone's edge over BitTorrent; the edge's web seed, then the
+// center's, join once the swarm delivered nothing for a moment, and for a job's prefetch only when no
+// peer has what it lacks), then plain HTTP (edge, then center) when there is no torrent or the swarm
+// stalls. Whatever the way, the whole layer's sha256 is checked
 // before it enters the cache (as it streams when it comes over HTTP from the start, else in the
 // hashing pool); a layer that does not match is discarded.
 import { createHash, type Hash } from 'node:crypto';
@@ -25,6 +26,9 @@ export type Way = 'bittorrent' | 'http';
 
 /** How often a download's sources are checked for silence. */
 const WATCHDOG_MS = 200;
+
+/** A prefetch whose peers have what it lacks leaves their swarm after this many stall timeouts. */
+const SLOW_SWARM_STALLS = 3;
 
 /** Bytes arriving but no piece verifying for this many stall timeouts: the swarm is left too. */
 const UNVERIFIED_STALLS = 6;
@@ -253,19 +257,25 @@ export class Downloader {
         const idle = progressSilence.tick();
         // Web seeds join only when the swarm (the edge's BitTorrent seeding included) goes idle: over
         // BitTorrent the edge sends a piece to one host and the hosts pass it on, while every host's
-        // web-seed requests would each take their own copy from the edge.
-        if (!edgeJoined && quiet >= this.options.edgeDelayMs) {
+        // web-seed requests would each take their own copy from the edge. A job's prefetch has no
+        // client waiting: it leaves a slow swarm that has what it lacks to the swarm.
+        const onlySlow = () => rarestFirst && this.swarm.peersHaveWanted(torrent);
+        if (!edgeJoined && quiet >= this.options.edgeDelayMs && !onlySlow()) {
           edgeJoined = true;
           this.swarm.addEdgeWebSeed(torrent);
         }
         // The center is the last resort: it joins only when peers and edge leave the swarm idle.
-        if (!centerJoined && quiet >= this.options.centerDelayMs) {
+        if (!centerJoined && quiet >= this.options.centerDelayMs && !onlySlow()) {
           centerJoined = true;
           for (const url of urlList) torrent.addWebSeed(url);
         }
-        // Stalled: no bytes for the stall timeout, or bytes but no piece that verifies for several
-        // times that (peers sending what fails verification).
-        if (quiet >= this.options.stallTimeoutMs || idle >= this.options.stallTimeoutMs * UNVERIFIED_STALLS) {
+        // Stalled: no bytes for the stall timeout (a prefetch's swarm that has what it lacks: several
+        // times that), or bytes but no piece that verifies for several times that (peers sending what
+        // fails verification).
+        const { stallTimeoutMs } = this.options;
+        const silent =
+          quiet >= stallTimeoutMs && (quiet >= stallTimeoutMs * SLOW_SWARM_STALLS || !onlySlow());
+        if (silent || idle >= stallTimeoutMs * UNVERIFIED_STALLS) {
           this.hooks.onFallback?.(
             flight.digest,
             `swarm sent nothing for ${quiet} ms, nothing verified for ${idle} ms`,

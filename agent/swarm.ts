@@ -116,6 +116,20 @@ export class Swarm {
     return torrent;
   }
 
+  /**
+   * Whether a connected peer has a piece this download still lacks: the swarm is slow rather than
+   * empty. (The edge over BitTorrent shows only the pieces it offers; see seeder/super-seeding.ts.)
+   */
+  peersHaveWanted(torrent: Torrent): boolean {
+    const pieces = Math.ceil(torrent.length / torrent.pieceLength);
+    for (const wire of torrent.wires) {
+      if (wire.type === 'webSeed') continue;
+      for (let index = 0; index < pieces; index++)
+        if (!torrent.bitfield.get(index) && wire.peerPieces.get(index)) return true;
+    }
+    return false;
+  }
+
   /** Adds the zone's edge (when configured) as web seed of a download. */
   addEdgeWebSeed(torrent: Torrent): void {
     const url = this.edgeSeeds.get(torrent);

@@ -48,6 +48,8 @@ declare module 'webtorrent' {
     readonly ready: boolean;
     readonly destroyed: boolean;
     readonly pieceLength: number;
+    /** The peers connected to this torrent (web seeds among them, of type 'webSeed'). */
+    readonly wires: readonly { type?: string; peerPieces: { get(index: number): boolean } }[];
     /** Pieces this client has verified. */
     readonly bitfield: { get(index: number): boolean };
     /** The torrent's piece store (null until its metadata is known). */

@@ -1,0 +1,71 @@
+// A job's prefetch calls in web seeds (the edge's, the center's) only when its swarm has nothing it
+// lacks, not when the swarm is merely slow: Swarm.peersHaveWanted tells the two apart. Real
+// BitTorrent on loopback between agent swarms in this process.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import type { Torrent } from 'webtorrent';
+import type { Digest } from '../../shared/digest.ts';
+import { createLogger } from '../../shared/logger.ts';
+import { encodeTorrent, fileNameOf } from '../../shared/torrent/metainfo.ts';
+import type { Teardown } from '../../test/support/backends.ts';
+import { eventually } from '../../test/support/seeder.ts';
+import { Swarm } from '../swarm.ts';
+
+const PIECE = 256 * 1024;
+
+async function startSwarm(t: Teardown, downloadLimit = -1): Promise<Swarm> {
+  const swarm = await Swarm.start({
+    zone: 'z',
+    torrentPort: 0,
+    edgeUrl: undefined,
+    uploadLimit: -1,
+    downloadLimit,
+    log: createLogger('swarm-test', 'warn'),
+  });
+  t.teardown(() => swarm.close());
+  return swarm;
+}
+
+t.test('a peer with pieces this download lacks is wanted; one without is not', async (t) => {
+  const data = randomBytes(8 * PIECE);
+  const digest = `sha256:${createHash('sha256').update(data).digest('hex')}` as Digest;
+  const pieces = [];
+  for (let offset = 0; offset < data.length; offset += PIECE)
+    pieces.push(
+      createHash('sha1')
+        .update(data.subarray(offset, offset + PIECE))
+        .digest(),
+    );
+  const file = encodeTorrent(
+    { digest, length: data.length, pieceLength: PIECE, pieces: Buffer.concat(pieces) },
+    { announce: [], webSeeds: [] },
+  );
+  const work = await mkdtemp(join(tmpdir(), 'zedge-swarm-wants-'));
+  t.teardown(() => rm(work, { recursive: true, force: true }));
+  await writeFile(join(work, fileNameOf(digest)), data);
+
+  const seeder = await startSwarm(t);
+  seeder.seed(file, work, digest);
+  // Two hosts that have nothing yet; the second takes its bytes slowly, so that it stays wanting.
+  const empty = await startSwarm(t);
+  const slow = await startSwarm(t, 64 * 1024);
+  const downloads: Torrent[] = [];
+  for (const [index, swarm] of [empty, slow].entries())
+    downloads.push(
+      swarm.download(file, join(work, `host-${index}`), digest, { rarestFirst: true }, () => {}),
+    );
+  const [emptyDownload, slowDownload] = downloads as [Torrent, Torrent];
+  await eventually(async () => emptyDownload.ready && slowDownload.ready);
+
+  emptyDownload.addPeer(`127.0.0.1:${slow.port}`);
+  await eventually(async () => emptyDownload.wires.length > 0, 10_000, 'a wire between the two hosts');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.notOk(empty.peersHaveWanted(emptyDownload), 'a peer that has nothing is not worth waiting for');
+
+  slowDownload.addPeer(`127.0.0.1:${seeder.port}`);
+  await eventually(async () => slow.peersHaveWanted(slowDownload), 10_000, 'the seed seen by the slow host');
+  t.ok(slow.peersHaveWanted(slowDownload), 'a peer that has what the download lacks is');
+});
