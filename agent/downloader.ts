@@ -269,6 +269,14 @@ export class Downloader {
           centerJoined = true;
           for (const url of urlList) torrent.addWebSeed(url);
         }
+        // A prefetch's web seeds leave once peers have what it lacks again (at a job's start, hosts
+        // call in the edge while it is still warming; a web seed kept on would take its share of
+        // every piece for good).
+        if ((edgeJoined || centerJoined) && onlySlow()) {
+          if (edgeJoined) this.swarm.removeEdgeWebSeed(torrent);
+          if (centerJoined) for (const url of urlList) torrent.removePeer(url);
+          edgeJoined = centerJoined = false;
+        }
         // Stalled: no bytes for the stall timeout (a prefetch's swarm that has what it lacks: several
         // times that), or bytes but no piece that verifies for several times that (peers sending what
         // fails verification).

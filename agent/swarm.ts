@@ -136,6 +136,12 @@ export class Swarm {
     if (url) torrent.addWebSeed(url);
   }
 
+  /** Sends the edge's web seed away from a download (its requests in flight are dropped). */
+  removeEdgeWebSeed(torrent: Torrent): void {
+    const url = this.edgeSeeds.get(torrent);
+    if (url) torrent.removePeer(url);
+  }
+
   /** Seeds a cached layer whose verified file is in `layersDir` (not re-hashed). Idempotent. */
   seed(file: Buffer, layersDir: string, digest: Digest): void {
     if (this.seeds.has(digest) || this.client.destroyed) return;

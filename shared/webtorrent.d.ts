@@ -55,6 +55,8 @@ declare module 'webtorrent' {
     /** The torrent's piece store (null until its metadata is known). */
     readonly store: { get(index: number, callback: (error: Error | null, piece: Uint8Array) => void): void };
     addPeer(peer: string): boolean;
+    /** Disconnects a peer, or a web seed given by its URL. */
+    removePeer(peer: string): void;
     /** Adds a BEP 19 web seed (an HTTP URL serving the whole file with Range). */
     addWebSeed(url: string): void;
     destroy(options?: { destroyStore?: boolean }, callback?: (error?: Error) => void): void;
