@@ -1,7 +1,8 @@
 // The REST chunked upload of a VM image version (seed 4.1.3, 6.2.2): init with the total size and the
 // chunk size, chunks PUT in any order (each checked against the sha256 the client names), the chunks
 // present asked for after an interruption, complete (the whole upload verified and stored as one blob,
-// and a version made of it: an OCI artifact manifest with that blob as its one layer), or abort.
+// its header checked, and a version made of it as POST /images/<id>/versions makes one: vm-images.ts's
+// `vmVersion`), or abort.
 // Sessions live in the state store (Redis, or files under the data dir), like /v2 upload sessions, so
 // an upload survives a restart and any registry of a deployment continues it. Chunk bytes stream to
 // the blob store's upload area (a file written in place, or an S3 object per chunk) and never sit in
@@ -10,17 +11,18 @@ import { randomUUID } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BlobStore } from '../shared/blobstore/index.ts';
-import { type Digest, newHasher, sha256Digest } from '../shared/digest.ts';
+import { type Digest, newHasher } from '../shared/digest.ts';
 import { ProblemError, problems } from '../shared/errors.ts';
-import {
-  MediaTypes,
-  VM_FORMATS,
-  type VmFormat,
-  vmDiskMediaType,
-  vmImageArtifactType,
-} from '../shared/media-types.ts';
+import { VM_FORMATS, type VmFormat } from '../shared/media-types.ts';
 import type { StateStore } from '../shared/state.ts';
 import type { Metadata } from './metadata.ts';
+import {
+  checkUploadedDisk,
+  EMPTY_CONFIG,
+  EMPTY_CONFIG_DIGEST,
+  storeVmVersion,
+  vmVersion,
+} from './vm-images.ts';
 
 /** S3 multipart uploads have at most 10,000 parts: chunks are assembled as parts. */
 export const MAX_CHUNKS = 10_000;
@@ -82,9 +84,6 @@ export interface ChunkedUploadHooks {
 
 const LOCK_TTL_MS = 10 * 60 * 1000;
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-// The empty JSON object, the config of an OCI artifact (image spec 1.1 "empty descriptor").
-const EMPTY_CONFIG = Buffer.from('{}');
-const EMPTY_CONFIG_DIGEST = sha256Digest(EMPTY_CONFIG);
 
 export class ChunkedUploads {
   constructor(
@@ -219,8 +218,9 @@ export class ChunkedUploads {
 
   /**
    * Assembles the chunks, checks the whole upload's digest (the one named at init or here), stores it
-   * as a blob of the image, and makes a version of it: an OCI artifact manifest whose one layer is the
-   * disk, tagged with the session's version.
+   * as a blob of the image, reads its header (the declared format, else 400 `disk-format`; the virtual
+   * size), and makes a version of it: an OCI artifact whose one layer is the disk, tagged with the
+   * session's version.
    */
   async complete(imageId: string, id: string, claimed: string | undefined): Promise<CompletedUpload> {
     const session = await this.state.withLock(`chunked:${id}`, LOCK_TTL_MS, async () => {
@@ -269,27 +269,11 @@ export class ChunkedUploads {
         );
       });
       this.hooks.onCommitted?.(digest, session.totalSize);
-      const manifest = artifactManifest(session, digest);
-      const bytes = Buffer.from(JSON.stringify(manifest));
-      const manifestDigest = sha256Digest(bytes);
-      const { versionId } = await this.metadata.putVersion(
-        session.imageName,
-        {
-          digest: manifestDigest,
-          mediaType: MediaTypes.ociManifest,
-          bytes,
-          configDigest: EMPTY_CONFIG_DIGEST,
-          artifactType: manifest.artifactType,
-          subjectDigest: undefined,
-          annotations: manifest.annotations,
-          layers: [{ digest, size: session.totalSize, mediaType: manifest.layers[0]!.mediaType }],
-          blobDigests: [EMPTY_CONFIG_DIGEST, digest],
-          totalSize: session.totalSize + EMPTY_CONFIG.length,
-        },
-        session.version,
-      );
+      const disk = await checkUploadedDisk(this.store, digest, session.totalSize, session.format);
+      const version = vmVersion(disk, session.version, {});
+      const { versionId } = await storeVmVersion(this.metadata, session.imageName, version, session.version);
       await this.state.delete(sessionKey(id));
-      return { digest, size: session.totalSize, versionId, imageId, manifestDigest };
+      return { digest, size: session.totalSize, versionId, imageId, manifestDigest: version.digest };
     } catch (error) {
       if (committed) {
         // The chunks became the blob: the session has nothing left to complete.
@@ -346,29 +330,6 @@ export class ChunkedUploads {
   private async save(session: ChunkedSession): Promise<void> {
     await this.state.set(sessionKey(session.id), session, this.sessionTtlMs);
   }
-}
-
-/** The OCI artifact a VM image version is (image spec 1.1): empty config, the disk as its one layer. */
-function artifactManifest(session: ChunkedSession, digest: Digest) {
-  const annotations: Record<string, string> = {
-    'org.opencontainers.image.created': new Date().toISOString(),
-  };
-  if (session.version) annotations['org.opencontainers.image.version'] = session.version;
-  return {
-    schemaVersion: 2,
-    mediaType: MediaTypes.ociManifest,
-    artifactType: vmImageArtifactType,
-    config: { mediaType: MediaTypes.ociEmpty, digest: EMPTY_CONFIG_DIGEST, size: EMPTY_CONFIG.length },
-    layers: [
-      {
-        mediaType: vmDiskMediaType(session.format),
-        digest,
-        size: session.totalSize,
-        annotations: { 'org.opencontainers.image.title': `disk.${session.format}` },
-      },
-    ],
-    annotations,
-  };
 }
 
 export function isVmFormat(value: string | null | undefined): value is VmFormat {

@@ -8,11 +8,12 @@
 // registered by format) and on the chunked upload's complete. The disk's header is read from the blob
 // store (a few ranges, never the whole disk), its format must be the declared one, and its virtual size
 // is recorded with the version. A mismatch refuses the version; the blob stays unreferenced and the
-// garbage collector frees it.
+// garbage collector frees it. The two REST ways read the header first themselves (`checkUploadedDisk`):
+// the manifest they build (`vmVersion`) names the format and virtual size.
 import { Readable } from 'node:stream';
 import { BlobNotFoundError, type BlobStore } from '../shared/blobstore/index.ts';
-import type { Digest } from '../shared/digest.ts';
-import { OciError } from '../shared/errors.ts';
+import { type Digest, sha256Digest } from '../shared/digest.ts';
+import { OciError, ProblemError, problems } from '../shared/errors.ts';
 import {
   MediaTypes,
   VM_FORMATS,
@@ -21,6 +22,7 @@ import {
   vmImageArtifactType,
 } from '../shared/media-types.ts';
 import { checkDisk, DiskFormatError, type DiskInfo, type DiskReader } from '../shared/vm-disk.ts';
+import type { Metadata, NewVersion } from './metadata.ts';
 
 /** The seed's resource fields of an image (3.1.1), which a VM image's manifest may carry as annotations. */
 export const RESOURCE_FIELDS = [
@@ -142,19 +144,87 @@ export function blobReader(store: BlobStore, digest: Digest, size: number): Disk
 
 /** The empty JSON object, an artifact's config (image spec 1.1, "empty descriptor"). */
 export const EMPTY_CONFIG = Buffer.from('{}');
+export const EMPTY_CONFIG_DIGEST = sha256Digest(EMPTY_CONFIG);
+
+/** A disk stored as a blob, with the format and virtual size its header gives. */
+export interface StoredDisk {
+  digest: Digest;
+  size: number;
+  format: VmFormat;
+  virtualSize: number;
+}
 
 /**
- * The manifest of a VM image version registered over REST: deterministic for the same disk, format,
- * version and resources, so registering again is idempotent.
+ * Reads the header of a disk uploaded over REST (registered, or a chunked upload completed): its format,
+ * which must be the declared one, and its virtual size. A disk that is not what its uploader says is a
+ * 400 `disk-format` problem (through /v2, `inspectVersion` answers MANIFEST_INVALID instead).
  */
-export function vmManifest(
-  disk: { digest: string; size: number; format: VmFormat; virtualSize: number },
-  emptyConfigDigest: string,
-  version: string,
+export async function checkUploadedDisk(
+  store: BlobStore,
+  digest: Digest,
+  size: number,
+  declared: VmFormat,
+): Promise<StoredDisk> {
+  try {
+    const info = await checkDisk(blobReader(store, digest, size), size, declared);
+    return { digest, size, format: info.format, virtualSize: info.virtualSize };
+  } catch (error) {
+    if (!(error instanceof DiskFormatError)) throw error;
+    throw new ProblemError(400, 'disk-format', 'Disk image refused', `disk ${digest}: ${error.message}`);
+  }
+}
+
+/**
+ * A VM image version made over REST, as Metadata.putVersion stores it: its manifest and the blobs it
+ * references. Both REST ways (a disk registered, a chunked upload completed) build it here, so their
+ * manifests are alike; deterministic for the same disk, version and resources, so storing it again is
+ * idempotent. The empty config must be in the image's repository before it is stored.
+ */
+export function vmVersion(
+  disk: StoredDisk,
+  version: string | undefined,
   resources: Resources,
-) {
+): NewVersion & { digest: Digest } {
+  const manifest = vmManifest(disk, version, resources);
+  const bytes = Buffer.from(JSON.stringify(manifest));
+  return {
+    digest: sha256Digest(bytes),
+    mediaType: MediaTypes.ociManifest,
+    bytes,
+    configDigest: EMPTY_CONFIG_DIGEST,
+    artifactType: manifest.artifactType,
+    subjectDigest: undefined,
+    annotations: manifest.annotations,
+    layers: manifest.layers.map(({ digest, size, mediaType }) => ({ digest, size, mediaType })),
+    blobDigests: [EMPTY_CONFIG_DIGEST, disk.digest],
+    totalSize: disk.size + EMPTY_CONFIG.length,
+  };
+}
+
+/**
+ * Stores a version made by `vmVersion`, tagged `tag`. A disk or config collected meanwhile (a concurrent
+ * delete and garbage collection) is a 409 that says to upload the disk again.
+ */
+export async function storeVmVersion(
+  metadata: Metadata,
+  name: string,
+  version: NewVersion,
+  tag: string | undefined,
+): Promise<{ versionId: string; imageId: string }> {
+  try {
+    return await metadata.putVersion(name, version, tag);
+  } catch (error) {
+    if (error instanceof OciError && error.code === 'MANIFEST_BLOB_UNKNOWN')
+      throw problems.conflict(`${error.message}; upload the disk again`);
+    throw error;
+  }
+}
+
+/** The manifest of a VM image version: the version (if named), the disk's format and virtual size, resources. */
+function vmManifest(disk: StoredDisk, version: string | undefined, resources: Resources) {
+  // In this order as before: a disk registered again keeps its manifest digest (idempotent).
   const annotations: Record<string, string> = {
-    'org.opencontainers.image.version': version,
+    ...(version === undefined ? {} : { 'org.opencontainers.image.version': version }),
     [FORMAT_ANNOTATION]: disk.format,
     [VIRTUAL_SIZE_ANNOTATION]: String(disk.virtualSize),
   };
@@ -166,7 +236,7 @@ export function vmManifest(
     schemaVersion: 2,
     mediaType: MediaTypes.ociManifest,
     artifactType: vmImageArtifactType,
-    config: { mediaType: MediaTypes.ociEmpty, digest: emptyConfigDigest, size: EMPTY_CONFIG.length },
+    config: { mediaType: MediaTypes.ociEmpty, digest: EMPTY_CONFIG_DIGEST, size: EMPTY_CONFIG.length },
     layers: [
       {
         mediaType: vmDiskMediaType(disk.format),

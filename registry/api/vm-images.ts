@@ -5,26 +5,25 @@
 // its version: from then on it is pulled, torrented and deployed as any image. The version's view
 // (GET .../versions/<vid>) shows `disk_format` and `virtual_size_bytes`.
 import type { FastifyInstance } from 'fastify';
-import { type Digest, parseDigest, sha256Digest, TAG_PATTERN } from '../../shared/digest.ts';
-import { OciError, ProblemError, problems } from '../../shared/errors.ts';
-import { MediaTypes, VM_FORMATS, type VmFormat } from '../../shared/media-types.ts';
-import { checkDisk, DiskFormatError } from '../../shared/vm-disk.ts';
+import { type Digest, parseDigest, TAG_PATTERN } from '../../shared/digest.ts';
+import { problems } from '../../shared/errors.ts';
+import { VM_FORMATS, type VmFormat } from '../../shared/media-types.ts';
 import { Level } from '../auth/access.ts';
 import type { RegistryContext } from '../context.ts';
 import type { Images } from '../images.ts';
 import { isSemver, type Versions } from '../versions.ts';
 import {
-  blobReader,
-  EMPTY_CONFIG,
+  checkUploadedDisk,
+  EMPTY_CONFIG_DIGEST,
   emptyConfigBody,
   RESOURCE_FIELDS,
   type Resources,
-  vmManifest,
+  storeVmVersion,
+  vmVersion,
 } from '../vm-images.ts';
 import { imageAccess } from './guard.ts';
 import { nullableText, strictBodies, UUID } from './validation.ts';
 
-const EMPTY_CONFIG_DIGEST = sha256Digest(EMPTY_CONFIG);
 const count = (maximum: number) => ({ type: 'integer', minimum: 1, maximum }) as const;
 
 interface RegisterBody extends Resources {
@@ -33,11 +32,6 @@ interface RegisterBody extends Resources {
   disk_digest: string;
   tags?: string[];
   changelog?: string | null;
-}
-
-/** A disk that is not what its pusher says, or no usable disk: 400 with the reason. */
-function diskRefused(detail: string): ProblemError {
-  return new ProblemError(400, 'disk-format', 'Disk image refused', detail);
 }
 
 export async function vmImageRoutes(
@@ -95,58 +89,22 @@ export async function vmImageRoutes(
         throw problems.notFound(
           `disk ${digest} in ${image.name}: upload it first (POST /v2/${image.name}/blobs/uploads/, or the chunked upload)`,
         );
-      const disk = await checkDisk(
-        blobReader(store, digest, blob.size_bytes),
-        blob.size_bytes,
-        body.format,
-      ).catch((error) => {
-        throw error instanceof DiskFormatError ? diskRefused(`disk ${digest}: ${error.message}`) : error;
-      });
+      const disk = await checkUploadedDisk(store, digest, blob.size_bytes, body.format);
       const resources: Resources = {};
       for (const field of RESOURCE_FIELDS) if (body[field] !== undefined) resources[field] = body[field];
-      const manifest = vmManifest(
-        { digest, size: blob.size_bytes, format: disk.format, virtualSize: disk.virtualSize },
-        EMPTY_CONFIG_DIGEST,
-        body.version,
-        resources,
-      );
-      const bytes = Buffer.from(JSON.stringify(manifest));
-      const manifestDigest = sha256Digest(bytes);
+      const version = vmVersion(disk, body.version, resources);
       const taken = await context.db.query<{ manifest_digest: string }>(
         'SELECT manifest_digest FROM image_versions WHERE image_id = $1 AND version = $2 AND deleted_at IS NULL',
         [image.id, body.version],
       );
-      if (taken[0] && taken[0].manifest_digest !== manifestDigest)
+      if (taken[0] && taken[0].manifest_digest !== version.digest)
         throw problems.conflict(`${image.name} has a version ${body.version} already`);
 
       if (!(await metadata.findRepositoryBlob(image.name, EMPTY_CONFIG_DIGEST))) {
         const session = await context.uploads.start(image.name);
         await context.uploads.finish(image.name, session.id, EMPTY_CONFIG_DIGEST, emptyConfigBody());
       }
-      let stored: { versionId: string; imageId: string };
-      try {
-        stored = await metadata.putVersion(
-          image.name,
-          {
-            digest: manifestDigest,
-            mediaType: MediaTypes.ociManifest,
-            bytes,
-            configDigest: EMPTY_CONFIG_DIGEST,
-            artifactType: manifest.artifactType,
-            subjectDigest: undefined,
-            annotations: manifest.annotations,
-            layers: manifest.layers.map(({ digest, size, mediaType }) => ({ digest, size, mediaType })),
-            blobDigests: [EMPTY_CONFIG_DIGEST, digest],
-            totalSize: blob.size_bytes + EMPTY_CONFIG.length,
-          },
-          body.version,
-        );
-      } catch (error) {
-        // The disk or the config went away meanwhile (a concurrent delete and garbage collection).
-        if (error instanceof OciError && error.code === 'MANIFEST_BLOB_UNKNOWN')
-          throw problems.conflict(`${error.message}; upload the disk again`);
-        throw error;
-      }
+      const stored = await storeVmVersion(metadata, image.name, version, body.version);
       const by = principal.user!.id;
       for (const tag of body.tags ?? []) await versions.setTag(image.id, tag, stored.versionId, by);
       if (body.changelog !== undefined)
@@ -158,7 +116,7 @@ export async function vmImageRoutes(
           imageId: image.id,
           versionId: stored.versionId,
           details: {
-            digest: manifestDigest,
+            digest: version.digest,
             tag: body.version,
             disk_format: disk.format,
             virtual_size_bytes: disk.virtualSize,

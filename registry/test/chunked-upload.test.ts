@@ -1,7 +1,8 @@
 // The REST chunked upload of VM image versions (seed 6.2.2) on both backends: chunks in any order,
 // each checked against its sha256 (a mismatch stores nothing), resuming after a registry restart by
-// asking which chunks are present, complete (the whole digest checked, a version made: an OCI artifact
-// pulled through /v2 byte for byte), abort, who may, bad input of every kind, and the audit row.
+// asking which chunks are present, complete (the whole digest checked, a version made: the OCI artifact
+// a direct VM upload makes, pulled through /v2 byte for byte), abort, who may, bad input of every kind,
+// and the audit row.
 import { createHash } from 'node:crypto';
 import t from 'tap';
 import { type ApiAnswer, apiAs, createUser, fetchAs } from '../../test/support/auth.ts';
@@ -139,6 +140,27 @@ for (const backend of BACKENDS) {
         [id],
       );
       t.match(audited, [{ details: { via: 'chunked', digest: disk.digest } }]);
+
+      // The manifest is the one a direct VM upload (POST .../versions) builds: the format and virtual
+      // size read from the disk's header as annotations; registering the same disk and version is that
+      // same manifest, so the same version again.
+      t.match(document.annotations, {
+        'org.opencontainers.image.version': '1.0.0',
+        'io.zedge.vm.format': 'raw',
+        'io.zedge.vm.virtual_size': String(disk.data.length),
+      });
+      const direct = await asAlice('POST', `/images/${id}/versions`, {
+        version: '1.0.0',
+        format: 'raw',
+        disk_digest: disk.digest,
+      });
+      t.equal(direct.status, 200, JSON.stringify(direct.body));
+      t.match(direct.body, {
+        id: done.body.version_id,
+        manifest_digest: done.body.manifest_digest,
+        disk_format: 'raw',
+        virtual_size_bytes: disk.data.length,
+      });
     });
 
     t.test('chunks large enough to be assembled as multipart parts', async (t) => {
@@ -186,6 +208,19 @@ for (const backend of BACKENDS) {
       t.equal((await asAlice('DELETE', `${base}/${upload}`)).status, 404);
       const blob = await fetchAs(alice)(`${registry.url}/v2/alice/desktop/blobs/${disk.digest}`);
       t.equal(blob.status, 404, 'nothing was stored');
+    });
+
+    t.test('a disk that is not its declared format: refused as a direct VM upload is', async (t) => {
+      const disk = randomBlob(2048);
+      const init = await asAlice('POST', `${base}/init`, { total_size_bytes: 2048, format: 'qcow2' });
+      const upload = init.body.upload_id as string;
+      t.equal((await putChunk(upload, 0, disk.data)).status, 200);
+      const done = await asAlice('POST', `${base}/${upload}/complete`);
+      t.equal(done.status, 400);
+      t.match(done.body, {
+        type: 'https://zedge.dev/problems/disk-format',
+        detail: /declared format qcow2, but the file has no qcow2 header/,
+      });
     });
 
     t.test('bad chunks', async (t) => {
