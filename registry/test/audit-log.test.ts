@@ -6,17 +6,11 @@ import t from 'tap';
 import { apiAs, createUser, fetchAs } from '../../test/support/auth.ts';
 import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
 import { pushBlobMonolithic, pushImage, randomBlob } from '../../test/support/oci.ts';
+import { startRegistryWithUsers } from '../../test/support/registry-with-users.ts';
 
 for (const backend of BACKENDS) {
   t.test(backend, async (t) => {
-    const resources = await provisionBackend(t, backend);
-    const registry = await startRegistry(t, resources);
-    const { url } = registry;
-    const alice = await createUser(url, 'alice');
-    const bob = await createUser(url, 'bob');
-    const asAdmin = apiAs(url, registry.admin);
-    const asAlice = apiAs(url, alice);
-    const asBob = apiAs(url, bob);
+    const { url, alice, bob, asAdmin, asAlice, asBob } = await startRegistryWithUsers(t, backend);
     const started = new Date(Date.now() - 1000).toISOString();
 
     // Changes and pulls of every kind, over both APIs.

@@ -5,21 +5,15 @@
 // set quotas; bad input; and the recalculation (REST and `zedge-p2p quota recalc`).
 import { createHash } from 'node:crypto';
 import t from 'tap';
-import { apiAs, createUser, fetchAs } from '../../test/support/auth.ts';
-import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
+import { apiAs, fetchAs } from '../../test/support/auth.ts';
+import { BACKENDS } from '../../test/support/backends.ts';
 import { runCli } from '../../test/support/cli.ts';
 import { errorCode, pushBlobMonolithic, pushImage, randomBlob } from '../../test/support/oci.ts';
+import { startRegistryWithUsers } from '../../test/support/registry-with-users.ts';
 
 for (const backend of BACKENDS) {
   t.test(backend, async (t) => {
-    const resources = await provisionBackend(t, backend);
-    const registry = await startRegistry(t, resources);
-    const { url } = registry;
-    const alice = await createUser(url, 'alice');
-    const bob = await createUser(url, 'bob');
-    const asAdmin = apiAs(url, registry.admin);
-    const asAlice = apiAs(url, alice);
-    const asBob = apiAs(url, bob);
+    const { registry, url, alice, bob, asAdmin, asAlice, asBob } = await startRegistryWithUsers(t, backend);
     const aliceTarget = { url, fetch: fetchAs(alice) };
     const usage = async (path = '/users/alice/quota') => (await asAdmin('GET', path)).body;
 
