@@ -57,6 +57,7 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
     edgeUrl: config.edgeUrl,
     uploadLimit: config.uploadLimit,
     downloadLimit: config.downloadLimit,
+    maxPeers: config.maxPeers,
     log,
     onUpload: (bytes) => metrics.bytesServed.inc({ via: 'bittorrent' }, bytes),
     onDroppedPeer: (digest, peer, reason) => {

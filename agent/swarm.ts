@@ -19,6 +19,8 @@ export interface SwarmOptions {
   /** Bytes per second, -1 for none. */
   uploadLimit: number;
   downloadLimit: number;
+  /** Connections per torrent at most (webtorrent's maxConns). */
+  maxPeers?: number;
   log: Logger;
   /** Bytes sent to peers, as they go out. */
   onUpload?: (bytes: number) => void;
@@ -44,6 +46,7 @@ export class Swarm {
         peerId: peerIdFor('agent'),
         uploadLimit: options.uploadLimit,
         downloadLimit: options.downloadLimit,
+        maxConns: options.maxPeers ?? 55,
         tracker: { getAnnounceOpts: () => ({ zone: options.zone, role: 'peer' }) },
       },
       options.log,

@@ -35,6 +35,8 @@ const { values } = parseArgs({
     'heartbeat-seconds': { type: 'string', default: '2' },
     // A directory for every service's log (info level); none by default.
     logs: { type: 'string' },
+    // Each agent's ZEDGE_AGENT_MAX_PEERS (connections per layer); the agent's default when unset.
+    'max-peers': { type: 'string' },
     // A directory for every service's CPU profile (node --cpu-prof, written as it exits).
     profile: { type: 'string' },
   },
@@ -264,6 +266,7 @@ async function zedge(
       ZEDGE_AGENT_HOST_ID: host.name,
       ZEDGE_AGENT_ZONE: ZONE,
       ZEDGE_AGENT_EDGE_URL: edge,
+      ...(values['max-peers'] ? { ZEDGE_AGENT_MAX_PEERS: values['max-peers'] } : {}),
       ZEDGE_AGENT_CACHE_DIR: join(work, host.name),
       ZEDGE_REGISTRY_URL: center,
     });
