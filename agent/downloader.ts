@@ -3,9 +3,9 @@
 // ladder: the swarm (peers and the zone's edge over BitTorrent; the edge's web seed, then the
 // center's, join once the swarm delivered nothing for a moment, and for a job's prefetch only when no
 // peer has what it lacks), then plain HTTP (edge, then center) when there is no torrent or the swarm
-// stalls. Whatever the way, the whole layer's sha256 is checked
-// before it enters the cache (as it streams when it comes over HTTP from the start, else in the
-// hashing pool); a layer that does not match is discarded.
+// stalls. Whatever the way, the whole layer's sha256 is checked before it enters the cache (as it
+// streams when it comes over HTTP from the start, else in the hashing pool); a layer that does not
+// match is discarded.
 import { createHash, type Hash } from 'node:crypto';
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { type Readable, Writable } from 'node:stream';

@@ -131,7 +131,8 @@ async function finalReport(send: () => Promise<void>): Promise<void> {
       const status = (error as { status?: number }).status;
       const refused = status !== undefined && status < 500;
       if (refused || attempt === FINAL_REPORT_ATTEMPTS) throw error;
-      await sleep(1000 * 2 ** (attempt - 1));
+      // Unref'd: a retry pending does not keep a stopping agent's process alive.
+      await sleep(1000 * 2 ** (attempt - 1), undefined, { ref: false });
     }
   }
 }

@@ -60,13 +60,6 @@ export class SuperSeeder {
     torrent.once('close', () => clearInterval(this.refiller));
   }
 
-  /** Pieces of the layer no connected peer has: what the edge still has to send. */
-  get unheld(): number {
-    let count = 0;
-    for (const holders of this.holders) if (holders === 0) count++;
-    return count;
-  }
-
   private attach(wire: SeedWire): void {
     // webtorrent announces the pieces right after this event (in a microtask): announce none instead.
     const empty = new Uint8Array(Math.ceil(this.pieceCount / 8));
