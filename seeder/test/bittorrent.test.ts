@@ -19,26 +19,53 @@ import { httpAnnounce, newPeerId } from '../../test/support/tracker-client.ts';
 const MiB = 1024 * 1024;
 const leechScript = join(import.meta.dirname, '..', '..', 'test', 'support', 'leech.ts');
 
-function leech(
+interface Leecher {
+  /** Resolves once it has the whole layer (or exited). */
+  done: Promise<void>;
+  /** Resolves when it exited, with its output. */
+  exited: Promise<{ code: number | null; output: string }>;
+  /** Ends its standard input: a leecher told to keep seeding stops. */
+  release(): void;
+}
+
+/** A webtorrent leecher process given `peers` (see test/support/leech.ts). */
+function startLeecher(
   torrentFile: string,
   dir: string,
   peers: string[],
-  port = 0,
-): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', leechScript, torrentFile, dir, ...peers], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ZEDGE_LEECH_PORT: String(port) },
-    });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 50_000);
+  { port = 0, keepSeeding = false } = {},
+): Leecher {
+  const child = spawn(process.execPath, ['--import', 'tsx', leechScript, torrentFile, dir, ...peers], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      ZEDGE_LEECH_PORT: String(port),
+      ZEDGE_LEECH_KEEP_SEEDING: keepSeeding ? '1' : '0',
+    },
+  });
+  let output = '';
+  let markDone: () => void = () => {};
+  const done = new Promise<void>((resolve) => (markDone = resolve));
+  child.stdout.on('data', (chunk) => {
+    output += chunk;
+    if (output.includes('"done":true')) markDone();
+  });
+  child.stderr.on('data', (chunk) => (output += chunk));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 50_000);
+  const exited = new Promise<{ code: number | null; output: string }>((resolve) =>
     child.on('exit', (code) => {
       clearTimeout(timer);
+      markDone();
       resolve({ code, output });
-    });
-  });
+    }),
+  );
+  return { done, exited, release: () => child.stdin.end() };
+}
+
+function leech(torrentFile: string, dir: string, peers: string[]) {
+  const leecher = startLeecher(torrentFile, dir, peers);
+  leecher.release();
+  return leecher.exited;
 }
 
 async function seededInfoHash(base: string, digest: string): Promise<string> {
@@ -100,16 +127,19 @@ t.test(
     const { seeder, blob, torrentFile, work, downloaded } = await seededLayer(t, 8 * MiB);
     const ports = await Promise.all([1, 2, 3, 4].map(() => freeUdpAndTcpPort()));
     const everyone = [seeder.torrentPort, ...ports].map((port) => `127.0.0.1:${port}`);
-    const results = await Promise.all(
-      ports.map((port) =>
-        leech(
-          torrentFile,
-          join(work, `leecher-${port}`),
-          everyone.filter((peer) => !peer.endsWith(`:${port}`)),
-          port,
-        ),
+    // The leechers stay each other's peers until all are done, as hosts do: one that left would take
+    // the pieces only it had, and the seeder would rightly send them again.
+    const leechers = ports.map((port) =>
+      startLeecher(
+        torrentFile,
+        join(work, `leecher-${port}`),
+        everyone.filter((peer) => !peer.endsWith(`:${port}`)),
+        { port, keepSeeding: true },
       ),
     );
+    await Promise.all(leechers.map((leecher) => leecher.done));
+    for (const leecher of leechers) leecher.release();
+    const results = await Promise.all(leechers.map((leecher) => leecher.exited));
     for (const [index, result] of results.entries()) {
       t.equal(result.code, 0, `leecher ${index} finished: ${result.output}`);
       t.ok(

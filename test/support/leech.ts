@@ -2,6 +2,8 @@
 // downloads one torrent from the peers it is given and exits 0 once every piece is verified.
 // Usage: node --import tsx leech.ts <torrent file> <download dir> <host:port>...
 // ZEDGE_LEECH_PORT: the port it listens on (for leechers that are each other's peers); any by default.
+// ZEDGE_LEECH_KEEP_SEEDING=1: once done, it goes on seeding until its standard input ends (leechers of
+// a swarm stay its peers until all are done, as hosts do).
 import { readFile } from 'node:fs/promises';
 import WebTorrent from 'webtorrent';
 import { DATACENTER_CLIENT_OPTIONS } from '../../shared/torrent/client-options.ts';
@@ -38,5 +40,7 @@ torrent.once('ready', () => {
 torrent.once('done', () => {
   clearTimeout(timer);
   console.log(JSON.stringify({ done: true, downloaded: torrent.downloaded, infoHash: torrent.infoHash }));
-  client.destroy(() => process.exit(0));
+  const stop = () => client.destroy(() => process.exit(0));
+  if (process.env.ZEDGE_LEECH_KEEP_SEEDING !== '1') return stop();
+  process.stdin.on('end', stop).resume();
 });
