@@ -259,7 +259,9 @@ export class Downloader {
         // BitTorrent the edge sends a piece to one host and the hosts pass it on, while every host's
         // web-seed requests would each take their own copy from the edge. A job's prefetch has no
         // client waiting: it leaves a slow swarm that has what it lacks to the swarm.
-        const onlySlow = () => rarestFirst && this.swarm.peersHaveWanted(torrent);
+        // Asked at most once a tick: it scans every peer's pieces.
+        let slow: boolean | undefined;
+        const onlySlow = () => (slow ??= rarestFirst && this.swarm.peersHaveWanted(torrent));
         if (!edgeJoined && quiet >= this.options.edgeDelayMs && !onlySlow()) {
           edgeJoined = true;
           this.swarm.addEdgeWebSeed(torrent);

@@ -20,7 +20,7 @@ export interface SwarmOptions {
   uploadLimit: number;
   downloadLimit: number;
   /** Connections per torrent at most (webtorrent's maxConns). */
-  maxPeers?: number;
+  maxPeers: number;
   log: Logger;
   /** Bytes sent to peers, as they go out. */
   onUpload?: (bytes: number) => void;
@@ -46,7 +46,7 @@ export class Swarm {
         peerId: peerIdFor('agent'),
         uploadLimit: options.uploadLimit,
         downloadLimit: options.downloadLimit,
-        maxConns: options.maxPeers ?? 55,
+        maxConns: options.maxPeers,
         tracker: { getAnnounceOpts: () => ({ zone: options.zone, role: 'peer' }) },
       },
       options.log,

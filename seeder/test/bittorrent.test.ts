@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bencode from 'bencode';
 import t, { type Test } from 'tap';
+import { fileNameOf } from '../../shared/torrent/metainfo.ts';
 import {
   freeUdpAndTcpPort,
   provisionBackend,
@@ -96,7 +97,7 @@ async function seededLayer(t: Test, size: number) {
   t.teardown(() => rm(work, { recursive: true, force: true }));
   const torrentFile = join(work, 'layer.torrent');
   await writeFile(torrentFile, bencode.encode(torrent));
-  const downloaded = (dir: string) => readFile(join(work, dir, blob.digest.replace(':', '-')));
+  const downloaded = (dir: string) => readFile(join(work, dir, fileNameOf(blob.digest)));
   return { registry, seeder, blob, torrentFile, work, downloaded };
 }
 
