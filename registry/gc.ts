@@ -233,14 +233,41 @@ export class GarbageCollector {
         return false;
       }
       await this.store.delete(digest);
-      return this.db.transaction(async (tx) => {
-        await tx.query('DELETE FROM repository_blobs WHERE digest = $1', [digest]);
-        const deleted = await tx.query(
-          "DELETE FROM image_blobs WHERE digest = $1 AND status = 'deleting' RETURNING digest",
-          [digest],
-        );
-        return deleted.length > 0;
-      });
+      return retryOnDeadlock(() =>
+        this.db.transaction(async (tx) => {
+          // Unlinking updates each holding image's size and then its account's usage (quota triggers);
+          // the images are locked first, in id order, so that a push resizing one of them meanwhile
+          // waits for us instead of holding an image we need while waiting for the account we hold.
+          await tx.query(
+            `SELECT id FROM images WHERE id IN (SELECT image_id FROM repository_blobs WHERE digest = $1)
+             ORDER BY id FOR NO KEY UPDATE`,
+            [digest],
+          );
+          await tx.query('DELETE FROM repository_blobs WHERE digest = $1', [digest]);
+          const deleted = await tx.query(
+            "DELETE FROM image_blobs WHERE digest = $1 AND status = 'deleting' RETURNING digest",
+            [digest],
+          );
+          return deleted.length > 0;
+        }),
+      );
     });
+  }
+}
+
+const DEADLOCK_RETRIES = 3;
+
+/**
+ * Runs a transaction again when PostgreSQL picked it as a deadlock's victim (40P01): it was rolled back
+ * whole, so running it again is safe; any writer we did not order against still cannot fail a run.
+ */
+async function retryOnDeadlock<T>(transaction: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await transaction();
+    } catch (error) {
+      if ((error as { code?: string }).code !== '40P01' || attempt >= DEADLOCK_RETRIES) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 10 * 2 ** attempt * (1 + Math.random())));
+    }
   }
 }
