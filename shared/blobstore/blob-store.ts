@@ -9,6 +9,14 @@ export interface ByteRange {
   end: number;
 }
 
+/** A blob as the store lists it. */
+export interface StoredBlob {
+  digest: Digest;
+  size: number;
+  /** When its bytes were written (the file's mtime, the object's LastModified). */
+  modified: Date;
+}
+
 /** Start offsets of the chunks an upload received, in order; stores that keep chunks apart need them. */
 export type UploadChunks = number[];
 
@@ -28,6 +36,12 @@ export interface BlobStore {
   delete(digest: Digest): Promise<void>;
   /** The location a blob has in this store, recorded as image_blobs.storage_path. */
   pathOf(digest: Digest): string;
+  /**
+   * Every blob the store holds, streamed (a directory walk, S3 list pages; never the whole listing in
+   * memory), in no particular order. A blob written or deleted meanwhile may or may not be listed; files
+   * whose names are not digests are left out. Garbage collection looks for blobs without a row with it.
+   */
+  list(): AsyncIterable<StoredBlob>;
 
   createUpload(uploadId: string): Promise<void>;
   /**

@@ -1,11 +1,17 @@
 // The default BlobStore: a directory. Blobs at blobs/<alg>/<2 hex>/<hex>, uploads at uploads/<id>.
-import { createReadStream, createWriteStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
+import { createReadStream, createWriteStream, type Dirent } from 'node:fs';
+import { type FileHandle, mkdir, open, opendir, readdir, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type Digest, parseDigest } from '../digest.ts';
-import { BlobNotFoundError, type BlobStore, type ByteRange, type OpenedBlob } from './blob-store.ts';
+import { type Digest, isDigest, parseDigest } from '../digest.ts';
+import {
+  BlobNotFoundError,
+  type BlobStore,
+  type ByteRange,
+  type OpenedBlob,
+  type StoredBlob,
+} from './blob-store.ts';
 
 // Large reads and writes: fewer syscalls and event-loop turns per byte. Writes gather the request's
 // 64 KiB socket reads into one writev while the previous write is in flight.
@@ -66,6 +72,25 @@ export class FilesystemBlobStore implements BlobStore {
 
   async delete(digest: Digest): Promise<void> {
     await rm(join(this.root, this.pathOf(digest)), { force: true });
+  }
+
+  async *list(): AsyncIterable<StoredBlob> {
+    // Walked one directory at a time through opendir, which reads entries in small batches.
+    for await (const algorithm of entriesOf(join(this.root, 'blobs'))) {
+      for await (const prefix of entriesOf(join(this.root, 'blobs', algorithm.name))) {
+        for await (const entry of entriesOf(join(this.root, 'blobs', algorithm.name, prefix.name))) {
+          const digest = `${algorithm.name}:${entry.name}`;
+          const path = join('blobs', algorithm.name, prefix.name, entry.name);
+          if (!entry.isFile() || !isDigest(digest) || this.pathOf(digest as Digest) !== path) continue;
+          // A file deleted since its directory was read is simply not listed.
+          const file = await stat(join(this.root, path)).catch((error) => {
+            if (isNotFound(error)) return undefined;
+            throw error;
+          });
+          if (file) yield { digest: digest as Digest, size: file.size, modified: file.mtime };
+        }
+      }
+    }
   }
 
   async createUpload(uploadId: string): Promise<void> {
@@ -212,6 +237,15 @@ async function writeRecycling(handle: FileHandle, start: number, end: number, si
   } finally {
     sink.off('close', onClose);
   }
+}
+
+/** A directory's entries, streamed; none when it does not exist (or is not a directory). */
+async function* entriesOf(directory: string): AsyncIterable<Dirent> {
+  const opened = await opendir(directory).catch((error) => {
+    if (isNotFound(error) || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw error;
+  });
+  if (opened) yield* opened;
 }
 
 function isNotFound(error: unknown): boolean {

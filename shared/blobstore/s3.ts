@@ -18,8 +18,14 @@ import {
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { type Digest, parseDigest } from '../digest.ts';
-import { BlobNotFoundError, type BlobStore, type ByteRange, type UploadChunks } from './blob-store.ts';
+import { type Digest, isDigest, parseDigest } from '../digest.ts';
+import {
+  BlobNotFoundError,
+  type BlobStore,
+  type ByteRange,
+  type StoredBlob,
+  type UploadChunks,
+} from './blob-store.ts';
 
 export interface S3BlobStoreOptions {
   endpoint?: string | undefined;
@@ -31,6 +37,8 @@ export interface S3BlobStoreOptions {
   partSize: number;
   /** Parts uploaded in parallel per stream. */
   queueSize: number;
+  /** Keys per ListObjectsV2 page when listing blobs (S3's most, 1000, when unset). */
+  listPageSize?: number | undefined;
 }
 
 // S3's rules for multipart uploads: every part but the last at least 5 MiB, a copy of at most 5 GiB.
@@ -95,6 +103,33 @@ export class S3BlobStore implements BlobStore {
 
   async delete(digest: Digest): Promise<void> {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.pathOf(digest) }));
+  }
+
+  async *list(): AsyncIterable<StoredBlob> {
+    let token: string | undefined;
+    do {
+      // One page at a time: the next is asked for when this one has been consumed.
+      const page = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: 'blobs/',
+          ContinuationToken: token,
+          MaxKeys: this.options.listPageSize,
+        }),
+      );
+      for (const object of page.Contents ?? []) {
+        const [, algorithm, hex] = object.Key!.split('/');
+        const digest = `${algorithm}:${hex}`;
+        if (!isDigest(digest) || this.pathOf(digest as Digest) !== object.Key) continue;
+        // An object of unknown age counts as just written (so a collection keeps it).
+        yield {
+          digest: digest as Digest,
+          size: object.Size ?? 0,
+          modified: object.LastModified ?? new Date(),
+        };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
   }
 
   async createUpload(): Promise<void> {

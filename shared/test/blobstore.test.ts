@@ -1,10 +1,14 @@
 // The BlobStore contract, run against the directory store and the S3 store on the real Ceph RGW:
-// streamed chunked uploads, the three ways S3 assembles chunks, ranged reads, failures that leave nothing.
+// streamed chunked uploads, the three ways S3 assembles chunks, ranged reads, failures that leave nothing,
+// listing the blobs (S3 a page at a time).
 import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
 import { BACKENDS, provisionBackend } from '../../test/support/backends.ts';
 import { type BlobStore, openBlobStore } from '../blobstore/index.ts';
+import type { S3BlobStoreOptions } from '../blobstore/s3.ts';
 import { commonConfig } from '../config.ts';
 import { type Digest, sha256Digest } from '../digest.ts';
 
@@ -102,6 +106,44 @@ for (const backend of BACKENDS) {
       const digest = sha256Digest('absent') as Digest;
       t.equal(await store.stat(digest), undefined);
       await t.rejects(store.read(digest), { name: 'BlobNotFoundError' });
+    });
+
+    t.test('lists its blobs', async (t) => {
+      const before = new Date(Date.now() - 2000);
+      const blobs = [randomBytes(10), randomBytes(2000), Buffer.alloc(0)];
+      for (const data of blobs) {
+        const id = crypto.randomUUID();
+        const { offsets, size } = await upload(store, id, data.length ? [data] : []);
+        await store.commitUpload(id, offsets, size, sha256Digest(data));
+      }
+      // Uploads in progress and files that are not blobs are not listed.
+      await upload(store, crypto.randomUUID(), [randomBytes(100)]);
+      if (backend === 'embedded') {
+        const stray = join(resources.dataDir, 'blobs', 'blobs', 'sha256', 'ab');
+        await mkdir(stray, { recursive: true });
+        await writeFile(join(stray, 'not-a-digest'), 'x');
+        await writeFile(join(resources.dataDir, 'blobs', 'blobs', 'sha256', 'stray'), 'x');
+      }
+      // S3: two keys a page, so that the listing goes through several pages.
+      const lister =
+        backend === 'embedded'
+          ? store
+          : await openBlobStore({
+              ...(commonConfig(resources.env).blobStore as S3BlobStoreOptions & { kind: 's3' }),
+              listPageSize: 2,
+            });
+      if (lister !== store) t.teardown(() => lister.close());
+      const listed = new Map<string, { size: number; modified: Date }>();
+      for await (const blob of lister.list()) {
+        t.notOk(listed.has(blob.digest), `${blob.digest} listed once`);
+        listed.set(blob.digest, blob);
+      }
+      t.same([...listed.keys()].sort(), blobs.map((data) => sha256Digest(data)).sort());
+      for (const data of blobs) {
+        const blob = listed.get(sha256Digest(data))!;
+        t.equal(blob.size, data.length);
+        t.ok(blob.modified > before && blob.modified <= new Date(), 'written just now');
+      }
     });
   });
 }
