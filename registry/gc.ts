@@ -20,7 +20,20 @@
 //   (the state store's `blob:<digest>`, the one uploads commit under); the collector deletes a marked
 //   blob's bytes and row under that lock, and only if it is still 'deleting'.
 // A run that dies leaves 'deleting' rows; the next run finishes them.
-import type { BlobStore } from '../shared/blobstore/index.ts';
+//
+// Store files without a row (orphans: a registry died between writing a blob's bytes and committing its
+// row, or the row's transaction failed after the bytes were moved into place) are found by listing the
+// store (streamed), and freed when written before the grace period and, checked again under the blob's
+// lock, still without a row. An upload moves its bytes into place and commits the row under that lock,
+// so under it a file without a row is not one an upload is committing; the grace period covers a commit
+// that outlives the lock's expiry (LOCK_TTL_MS). A dry run reports them without taking the lock.
+//
+// One run at a time per deployment: gc_runs has a unique index on its 'running' rows, so of several
+// registries (or requests) starting one, one inserts and the others get 409. A running run's registry
+// touches its row every HEARTBEAT_MS; one silent for ABANDONED_AFTER_SECONDS is taken for dead. With
+// ZEDGE_GC_INTERVAL_SECONDS every registry asks for a scheduled run when one is due (the last run that was
+// not a dry run started that long ago), with the same insert: one of them starts it (GcScheduler).
+import type { BlobStore, StoredBlob } from '../shared/blobstore/index.ts';
 import type { Database } from '../shared/db/database.ts';
 import type { Digest } from '../shared/digest.ts';
 import { problems } from '../shared/errors.ts';
@@ -34,18 +47,33 @@ export interface GcOptions {
   startedBy?: string | undefined;
 }
 
+export interface FreedBlob {
+  digest: string;
+  size: number;
+  /** A store file that had no image_blobs row. */
+  orphan?: true;
+}
+
 export interface GcRun {
   id: string;
   dry_run: boolean;
   status: 'running' | 'completed' | 'failed';
   grace_seconds: number;
-  /** Unreferenced blobs found (for a dry run: what a run would free). */
+  /** Unreferenced blobs with a row found (for a dry run: what a run would free); orphans are not in it. */
   blobs_total: number | null;
   blobs_examined: number;
+  /** Blobs freed (for a dry run: that would be), the orphans among them. */
   blobs_freed: number;
   bytes_freed: number;
   /** The blobs freed (or, for a dry run, that would be), the first 1,000. */
-  freed: { digest: string; size: number }[];
+  freed: FreedBlob[];
+  /** Of blobs_freed and bytes_freed: store files that had no image_blobs row. */
+  orphans_freed: number;
+  orphan_bytes_freed: number;
+  /** Blob files of the store listed so far, looking for orphans. */
+  store_files_examined: number;
+  /** Started by a registry on its schedule (ZEDGE_GC_INTERVAL_SECONDS), not by a request. */
+  scheduled: boolean;
   error: string | null;
   started_by: string | null;
   started_at: string;
@@ -56,9 +84,14 @@ export interface GcRun {
 const LOCK_TTL_MS = 10 * 60 * 1000;
 /** A run whose registry stopped reporting for this long is failed, and another may start. */
 const ABANDONED_AFTER_SECONDS = 300;
+/** How often a registry touches the row of the run it executes, whatever the run is doing. */
+const HEARTBEAT_MS = 30_000;
 const MARK_BATCH = 500;
+/** Listed store files whose rows are looked up in one query. */
+const ORPHAN_BATCH = 500;
 const REPORTED_DIGESTS = 1000;
 const PROGRESS_EVERY = 20;
+const PROGRESS_EVERY_FILES = 1000;
 
 function iso(value: unknown): string | null {
   return value === null || value === undefined ? null : new Date(value as string).toISOString();
@@ -75,6 +108,7 @@ function view(row: Record<string, unknown>): GcRun {
 
 export class GarbageCollector {
   private running: Promise<void> | undefined;
+  private stopping = false;
 
   constructor(
     private readonly db: Database,
@@ -85,20 +119,54 @@ export class GarbageCollector {
 
   /** Starts a run in the background; 409 while another registry's or this one's runs. */
   async start(options: GcOptions): Promise<GcRun> {
+    const run = await this.begin(options, undefined);
+    if (run) return run;
+    const [live] = await this.db.query<{ id: string }>("SELECT id FROM gc_runs WHERE status = 'running'");
+    throw problems.conflict(`garbage collection ${live?.id ?? ''} is running`.trim());
+  }
+
+  /**
+   * Starts a scheduled run when one is due: none running anywhere in the deployment, and none that was
+   * not a dry run started within the last `intervalSeconds`. Resolves to it, or to undefined.
+   */
+  async startIfDue(options: GcOptions, intervalSeconds: number): Promise<GcRun | undefined> {
+    return this.begin(options, intervalSeconds);
+  }
+
+  /** Seconds until a scheduled run is due (0 or less: due), counted from the last run that was not a dry run. */
+  async secondsUntilDue(intervalSeconds: number): Promise<number> {
+    const [row] = await this.db.query<{ wait: number | null }>(
+      `SELECT EXTRACT(EPOCH FROM (max(started_at) + make_interval(secs => $1) - now()))::float8 AS wait
+       FROM gc_runs WHERE NOT dry_run`,
+      [intervalSeconds],
+    );
+    return row?.wait ?? 0;
+  }
+
+  /** Inserts the run's row (only if due, with `dueAfterSeconds`) and executes it; undefined when another runs. */
+  private async begin(options: GcOptions, dueAfterSeconds: number | undefined): Promise<GcRun | undefined> {
+    if (this.stopping) throw problems.conflict('the registry is stopping');
     await this.db.query(
       `UPDATE gc_runs SET status = 'failed', error = 'abandoned: its registry stopped reporting', finished_at = now()
        WHERE status = 'running' AND updated_at < now() - make_interval(secs => $1)`,
       [ABANDONED_AFTER_SECONDS],
     );
+    const values = [
+      options.dryRun,
+      options.graceSeconds,
+      options.startedBy ?? null,
+      dueAfterSeconds !== undefined,
+    ];
     const rows = await this.db.query<Record<string, unknown>>(
-      `INSERT INTO gc_runs (dry_run, grace_seconds, started_by) VALUES ($1, $2, $3)
-       ON CONFLICT DO NOTHING RETURNING *`,
-      [options.dryRun, options.graceSeconds, options.startedBy ?? null],
+      dueAfterSeconds === undefined
+        ? `INSERT INTO gc_runs (dry_run, grace_seconds, started_by, scheduled) VALUES ($1, $2, $3, $4)
+           ON CONFLICT DO NOTHING RETURNING *`
+        : `INSERT INTO gc_runs (dry_run, grace_seconds, started_by, scheduled) SELECT $1, $2, $3, $4
+           WHERE NOT EXISTS (SELECT 1 FROM gc_runs WHERE NOT dry_run AND started_at > now() - make_interval(secs => $5))
+           ON CONFLICT DO NOTHING RETURNING *`,
+      dueAfterSeconds === undefined ? values : [...values, dueAfterSeconds],
     );
-    if (!rows[0]) {
-      const [live] = await this.db.query<{ id: string }>("SELECT id FROM gc_runs WHERE status = 'running'");
-      throw problems.conflict(`garbage collection ${live?.id ?? ''} is running`.trim());
-    }
+    if (!rows[0]) return undefined;
     const run = view(rows[0]);
     this.running = this.execute(run).finally(() => {
       this.running = undefined;
@@ -127,60 +195,112 @@ export class GarbageCollector {
     return rows.map(view);
   }
 
-  /** Waits for this process's run, if one is going (closing the registry). */
-  async drain(): Promise<void> {
+  /**
+   * Closing the registry: no run starts any more, and this process's run, if one is going, ends at its
+   * next blob (failed, 'interrupted'; the next run finishes what it left); resolves when it has.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
     await this.running?.catch(() => {});
   }
 
   private async execute(run: GcRun): Promise<void> {
-    const freed: { digest: string; size: number }[] = [];
-    let examined = 0;
-    let bytes = 0;
-    const progress = async (total: number | null) =>
-      this.db.query(
-        `UPDATE gc_runs SET blobs_examined = $2, blobs_freed = $3, bytes_freed = $4, blobs_total = COALESCE($5, blobs_total),
-           freed = $6, updated_at = now() WHERE id = $1`,
-        [run.id, examined, freed.length, bytes, total, JSON.stringify(freed.slice(0, REPORTED_DIGESTS))],
-      );
+    // Files written before this are old enough to be collected when they have no row.
+    const writtenBefore = new Date(Date.now() - run.grace_seconds * 1000);
+    const report = new Report(this.db, run.id);
+    const heartbeat = setInterval(() => {
+      this.db
+        .query("UPDATE gc_runs SET updated_at = now() WHERE id = $1 AND status = 'running'", [run.id])
+        .catch((error) => this.log.warn({ err: error, run: run.id }, 'garbage collection heartbeat failed'));
+    }, HEARTBEAT_MS).unref();
     try {
       if (run.dry_run) {
         const candidates = await this.candidates(run.grace_seconds);
-        examined = candidates.length;
-        for (const blob of candidates) {
-          freed.push(blob);
-          bytes += blob.size;
-        }
-        await progress(candidates.length);
+        report.examined = candidates.length;
+        for (const blob of candidates) report.free(blob);
+        await report.save(candidates.length);
       } else {
         const marked = await this.mark(run.grace_seconds);
-        await progress(marked.length);
+        await report.save(marked.length);
         for (const blob of marked) {
-          examined++;
-          if (await this.sweep(blob.digest as Digest)) {
-            freed.push(blob);
-            bytes += blob.size;
-          }
-          if (examined % PROGRESS_EVERY === 0) await progress(null);
+          this.checkStopping();
+          report.examined++;
+          if (await this.sweep(blob.digest as Digest)) report.free(blob);
+          if (report.examined % PROGRESS_EVERY === 0) await report.save(null);
         }
-        await progress(null);
+        await report.save(null);
       }
+      await this.collectOrphans(run.dry_run, writtenBefore, report);
+      await report.save(null);
       await this.db.query("UPDATE gc_runs SET status = 'completed', finished_at = now() WHERE id = $1", [
         run.id,
       ]);
       this.log.info(
-        { run: run.id, dryRun: run.dry_run, blobs: freed.length, bytes },
+        {
+          run: run.id,
+          dryRun: run.dry_run,
+          blobs: report.blobs,
+          bytes: report.bytes,
+          orphans: report.orphans,
+        },
         run.dry_run ? 'garbage collection (dry run) found' : 'garbage collection freed',
       );
     } catch (error) {
       this.log.error({ err: error, run: run.id }, 'garbage collection failed');
-      await progress(null).catch(() => {});
+      await report.save(null).catch(() => {});
       await this.db
         .query("UPDATE gc_runs SET status = 'failed', error = $2, finished_at = now() WHERE id = $1", [
           run.id,
           (error as Error).message,
         ])
         .catch(() => {});
+    } finally {
+      clearInterval(heartbeat);
     }
+  }
+
+  private checkStopping(): void {
+    if (this.stopping) throw new Error('interrupted: the registry stopped');
+  }
+
+  /**
+   * Lists the store for blob files without an image_blobs row written before `writtenBefore`, and frees
+   * them (a dry run: counts them); the rows of a batch of listed files are looked up in one query.
+   */
+  private async collectOrphans(dryRun: boolean, writtenBefore: Date, report: Report): Promise<void> {
+    let batch: StoredBlob[] = [];
+    const settle = async () => {
+      const rows = await this.db.query<{ digest: string }>(
+        'SELECT digest FROM image_blobs WHERE digest = ANY($1)',
+        [batch.map((blob) => blob.digest)],
+      );
+      const known = new Set(rows.map((row) => row.digest));
+      for (const blob of batch) {
+        if (known.has(blob.digest)) continue;
+        this.checkStopping();
+        if (dryRun || (await this.sweepOrphan(blob.digest))) report.free(blob, true);
+      }
+      batch = [];
+      await report.save(null);
+    };
+    for await (const blob of this.store.list()) {
+      this.checkStopping();
+      report.files++;
+      if (blob.modified < writtenBefore) batch.push(blob);
+      if (batch.length >= ORPHAN_BATCH) await settle();
+      else if (report.files % PROGRESS_EVERY_FILES === 0) await report.save(null);
+    }
+    if (batch.length > 0) await settle();
+  }
+
+  /** Deletes a store file that had no row, under the blob's lock, if it still has none; true when it did. */
+  private async sweepOrphan(digest: Digest): Promise<boolean> {
+    return this.state.withLock(`blob:${digest}`, LOCK_TTL_MS, async () => {
+      const rows = await this.db.query('SELECT 1 FROM image_blobs WHERE digest = $1', [digest]);
+      if (rows.length > 0 || (await this.store.stat(digest)) === undefined) return false;
+      await this.store.delete(digest);
+      return true;
+    });
   }
 
   /** Unreferenced blobs past their grace period (what a run would mark), and any left 'deleting'. */
@@ -252,6 +372,53 @@ export class GarbageCollector {
         }),
       );
     });
+  }
+}
+
+/** A run's counts, and the first blobs it freed, written to its row as it goes. */
+class Report {
+  examined = 0;
+  files = 0;
+  blobs = 0;
+  bytes = 0;
+  orphans = 0;
+  orphanBytes = 0;
+  readonly freed: FreedBlob[] = [];
+
+  constructor(
+    private readonly db: Database,
+    private readonly id: string,
+  ) {}
+
+  free(blob: { digest: string; size: number }, orphan = false): void {
+    this.blobs++;
+    this.bytes += blob.size;
+    if (orphan) {
+      this.orphans++;
+      this.orphanBytes += blob.size;
+    }
+    if (this.freed.length < REPORTED_DIGESTS)
+      this.freed.push({ digest: blob.digest, size: blob.size, ...(orphan ? { orphan: true as const } : {}) });
+  }
+
+  /** Writes the counts (and `total`, the unreferenced blobs found, when given). */
+  async save(total: number | null): Promise<void> {
+    await this.db.query(
+      `UPDATE gc_runs SET blobs_examined = $2, blobs_freed = $3, bytes_freed = $4, blobs_total = COALESCE($5, blobs_total),
+         freed = $6, orphans_freed = $7, orphan_bytes_freed = $8, store_files_examined = $9, updated_at = now()
+       WHERE id = $1`,
+      [
+        this.id,
+        this.examined,
+        this.blobs,
+        this.bytes,
+        total,
+        JSON.stringify(this.freed),
+        this.orphans,
+        this.orphanBytes,
+        this.files,
+      ],
+    );
   }
 }
 

@@ -24,6 +24,7 @@ import { Distributions } from './distributions.ts';
 import { EdgeWarmer } from './edge-warmer.ts';
 import { Fleet } from './fleet.ts';
 import { GarbageCollector } from './gc.ts';
+import { GcScheduler } from './gc-scheduler.ts';
 import { Metadata } from './metadata.ts';
 import { createRegistryMetrics, registerFleetGauges } from './metrics.ts';
 import { ociRouteOf, ociRoutes } from './oci/routes.ts';
@@ -192,6 +193,16 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
             .catch((error) => log.warn({ err: error }, 'upload sweep failed'));
         }, config.uploadSweepIntervalMs).unref()
       : undefined;
+  // Every registry looks when a collection is due; one of them starts it (gc-scheduler.ts).
+  const gcScheduler =
+    config.gcIntervalSeconds > 0
+      ? new GcScheduler(
+          context.gc,
+          { intervalSeconds: config.gcIntervalSeconds, graceSeconds: config.gcGraceSeconds },
+          log,
+        )
+      : undefined;
+  gcScheduler?.start();
 
   return {
     app,
@@ -201,9 +212,10 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     },
     async close() {
       clearInterval(sweeper);
+      await gcScheduler?.stop();
       await app.close();
       dashboard.close();
-      await context.gc.drain();
+      await context.gc.stop();
       await torrents.drain();
       await hashPool.close();
       await state.close();

@@ -30,6 +30,8 @@ export interface RegistryConfig extends CommonConfig {
   uploadSweepIntervalMs: number;
   /** Garbage collection keeps unreferenced blobs uploaded or mounted more recently than this. */
   gcGraceSeconds: number;
+  /** A registry starts a collection itself when none started for this long (0: only on request). */
+  gcIntervalSeconds: number;
   /** How often agents are asked to heartbeat; a host silent for three intervals is offline. */
   heartbeatIntervalSeconds: number;
   /** The edge seeder of each zone (zone -> base URL): deploys ask them to warm their layers. */
@@ -103,6 +105,7 @@ export function registryConfig(env: Env = process.env): RegistryConfig {
     uploadSessionTtlMs: integer(env, 'ZEDGE_UPLOAD_TTL_SECONDS', 24 * 3600) * 1000,
     uploadSweepIntervalMs: integer(env, 'ZEDGE_UPLOAD_SWEEP_SECONDS', 3600) * 1000,
     gcGraceSeconds: integer(env, 'ZEDGE_GC_GRACE_SECONDS', 3600),
+    gcIntervalSeconds: integer(env, 'ZEDGE_GC_INTERVAL_SECONDS', 0),
     heartbeatIntervalSeconds: Math.max(1, integer(env, 'ZEDGE_HEARTBEAT_SECONDS', 10)),
     seeders: zoneUrls(env.ZEDGE_SEEDERS ?? ''),
     trackerStats: env.ZEDGE_TRACKER_STATS

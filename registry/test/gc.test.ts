@@ -9,6 +9,7 @@ import type { Digest } from '../../shared/digest.ts';
 import { apiAs, createUser, fetchAs } from '../../test/support/auth.ts';
 import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
 import { runCli } from '../../test/support/cli.ts';
+import { collectGarbage } from '../../test/support/gc.ts';
 import {
   errorCode,
   imageManifest,
@@ -17,15 +18,7 @@ import {
   randomBlob,
   sha256,
 } from '../../test/support/oci.ts';
-
-interface Run {
-  id: string;
-  status: string;
-  dry_run: boolean;
-  blobs_freed: number;
-  bytes_freed: number;
-  freed: { digest: string; size: number }[];
-}
+import type { GcRun } from '../gc.ts';
 
 for (const backend of BACKENDS) {
   t.test(backend, async (t) => {
@@ -38,23 +31,8 @@ for (const backend of BACKENDS) {
     const asAlice = apiAs(url, alice);
     const pusher = { url, fetch: fetchAs(alice) };
 
-    /** A run over REST, followed to its end. */
-    async function collect(body: Record<string, unknown> = { grace_seconds: 0 }): Promise<Run> {
-      let answer = await asAdmin('POST', '/gc', body);
-      while (answer.status === 409) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        answer = await asAdmin('POST', '/gc', body);
-      }
-      if (answer.status !== 202) throw new Error(`gc: ${answer.status} ${JSON.stringify(answer.body)}`);
-      let run = answer.body as Run;
-      while (run.status === 'running') {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        run = (await asAdmin('GET', `/gc/${run.id}`)).body;
-      }
-      if (run.status !== 'completed') throw new Error(`gc ${run.id}: ${JSON.stringify(run)}`);
-      return run;
-    }
-    const freedDigests = (run: Run) => run.freed.map((blob) => blob.digest).sort();
+    const collect = (body?: Record<string, unknown>) => collectGarbage(registry, body);
+    const freedDigests = (run: GcRun) => run.freed.map((blob) => blob.digest).sort();
     const inStore = async (digest: string) => (await store.stat(digest as Digest)) !== undefined;
     async function pushWith(name: string, tag: string, blobs: { data: Buffer; digest: string }[]) {
       for (const blob of blobs) {
@@ -171,7 +149,7 @@ for (const backend of BACKENDS) {
             continue;
           }
           collecting = collect();
-          freed += ((await collecting) as Run).blobs_freed;
+          freed += ((await collecting) as GcRun).blobs_freed;
           runs++;
           await new Promise((resolve) => setTimeout(resolve, Math.random() * 60));
         }

@@ -4,6 +4,7 @@ import { distributions } from './003-distributions.ts';
 import { accounts } from './004-accounts.ts';
 import { quotas } from './005-quotas.ts';
 import { vmImagesAndGc } from './006-vm-images-gc.ts';
+import { gcOrphansAndSchedule } from './007-gc-orphans-schedule.ts';
 
 export interface Migration {
   version: number;
@@ -16,4 +17,12 @@ export interface Migration {
  * In order of version. A database may have applied a later migration before an earlier one landed (two
  * branches each adding one): every migration not applied yet runs, whatever the gaps.
  */
-export const migrations: Migration[] = [registryCore, fleet, distributions, accounts, quotas, vmImagesAndGc];
+export const migrations: Migration[] = [
+  registryCore,
+  fleet,
+  distributions,
+  accounts,
+  quotas,
+  vmImagesAndGc,
+  gcOrphansAndSchedule,
+];
