@@ -1,7 +1,9 @@
 // This host in the registry's fleet: registered when the agent starts, a heartbeat every interval the
-// registry asks for. Heartbeat answers carry the host's distribution jobs, which go to the
-// prefetcher: the registry never connects to hosts, hosts ask. A registry that cannot be reached
-// delays nothing; the agent keeps trying.
+// registry asks for. The host's distribution jobs come by a long poll (answered as soon as a job for
+// it is created or cancelled) and with every heartbeat answer, and go to the prefetcher: the registry
+// never connects to hosts, hosts ask. A registry that cannot be reached delays nothing; the agent
+// keeps trying.
+import { setTimeout as delay } from 'node:timers/promises';
 import { authorizationOf } from '../shared/center-client.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Assignment } from './prefetch.ts';
@@ -26,6 +28,12 @@ interface Answer {
 }
 
 const REQUEST_TIMEOUT_MS = 5_000;
+/** How long the registry holds a long poll for jobs open (it answers sooner when they change). */
+const LONG_POLL_SECONDS = 25;
+/** Long polls start at most this often (a registry answering at once cannot make the agent spin). */
+const LONG_POLL_MIN_INTERVAL_MS = 1_000;
+/** The pause after a failed long poll grows to this (an older registry without the route: 404). */
+const LONG_POLL_MAX_BACKOFF_MS = 30_000;
 
 export class Membership {
   private timer: NodeJS.Timeout | undefined;
@@ -33,6 +41,11 @@ export class Membership {
   private intervalMs = 10_000;
   private warned = false;
   private stopped = false;
+  private polling = false;
+  // The ids of the host's live jobs in the registry's last answer: the long poll waits for others.
+  private knownJobs: string[] = [];
+  // Ends the pause between long polls.
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: MembershipOptions) {}
 
@@ -43,6 +56,7 @@ export class Membership {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.stopping.abort();
   }
 
   /** Sends a job's progress report; resolves to the job's status at the registry. */
@@ -83,7 +97,8 @@ export class Membership {
       }
       this.warned = false;
       this.intervalMs = answer!.heartbeatIntervalSeconds * 1000;
-      if (answer!.jobs.length > 0) this.options.onJobs(answer!.jobs);
+      this.takeJobs(answer!.jobs);
+      void this.poll();
     } catch (error) {
       const log = this.options.log;
       (this.warned ? log.debug : log.warn).call(log, { err: error }, 'registry heartbeat failed');
@@ -92,15 +107,60 @@ export class Membership {
     if (!this.stopped) this.timer = setTimeout(() => void this.beat(), this.intervalMs).unref();
   }
 
-  private async call(method: string, path: string, body: unknown): Promise<unknown> {
+  /** Asks for the host's jobs until the agent stops; one loop however often it is called. */
+  private async poll(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    let failures = 0;
+    while (!this.stopped) {
+      const started = Date.now();
+      let pause = LONG_POLL_MIN_INTERVAL_MS;
+      try {
+        const known = this.knownJobs.length > 0 ? `&known=${this.knownJobs.join(',')}` : '';
+        const answer = (await this.call(
+          'GET',
+          `/api/v1/hosts/${encodeURIComponent(this.options.hostId)}/jobs?wait=${LONG_POLL_SECONDS}${known}`,
+          undefined,
+          LONG_POLL_SECONDS * 1000 + REQUEST_TIMEOUT_MS,
+        )) as { jobs: Assignment[] };
+        // Not aborted by stop(): a registry keeps a connection whose request was cut open until its
+        // keep-alive timeout, and so takes that long to close; an answer after stop() is dropped.
+        if (this.stopped) break;
+        failures = 0;
+        this.takeJobs(answer.jobs);
+      } catch (error) {
+        if (this.stopped) break;
+        failures++;
+        pause = Math.min(LONG_POLL_MAX_BACKOFF_MS, LONG_POLL_MIN_INTERVAL_MS * 2 ** failures);
+        this.options.log.debug({ err: error }, 'long poll for jobs failed');
+      }
+      const rest = pause - (Date.now() - started);
+      if (rest > 0 && !this.stopped)
+        await delay(rest, undefined, { signal: this.stopping.signal }).catch(() => {});
+    }
+    this.polling = false;
+  }
+
+  private takeJobs(jobs: Assignment[]): void {
+    // At most 100 (the registry's limit); a host with more hears of the rest by the heartbeat.
+    this.knownJobs = jobs.slice(0, 100).map((job) => job.id);
+    if (jobs.length > 0) this.options.onJobs(jobs);
+  }
+
+  private async call(
+    method: string,
+    path: string,
+    body: unknown,
+    timeoutMs = REQUEST_TIMEOUT_MS,
+  ): Promise<unknown> {
     const response = await fetch(`${this.options.centerUrl}${path}`, {
       method,
       headers: {
-        'content-type': 'application/json',
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         ...(this.options.credential ? { authorization: authorizationOf(this.options.credential) } : {}),
       },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await response.text();
     if (!response.ok)

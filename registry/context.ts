@@ -13,6 +13,7 @@ import type { Distributions } from './distributions.ts';
 import type { EdgeWarmer } from './edge-warmer.ts';
 import type { Fleet } from './fleet.ts';
 import type { GarbageCollector } from './gc.ts';
+import type { JobNotices } from './job-notices.ts';
 import type { Metadata } from './metadata.ts';
 import type { RegistryMetrics } from './metrics.ts';
 import type { Quotas } from './quotas.ts';
@@ -31,6 +32,8 @@ export interface RegistryContext {
   access: Access;
   fleet: Fleet;
   distributions: Distributions;
+  /** Wakes the hosts' long polls for jobs. */
+  jobNotices: JobNotices;
   edgeWarmer: EdgeWarmer;
   dashboard: Dashboard;
   uploads: UploadService;

@@ -99,6 +99,8 @@ export class Distributions {
   constructor(
     private readonly db: Database,
     private readonly fleet: Fleet,
+    /** Told when a job is created or cancelled: it wakes the hosts' long polls (job-notices.ts). */
+    private readonly onJobsChanged: () => Promise<void> = async () => {},
   ) {}
 
   /** The hosts a target names; unknown hosts and empty zones are refused. */
@@ -166,6 +168,7 @@ export class Distributions {
       }
       return { id: created, created: true };
     });
+    if (id.created) await this.jobsChanged();
     return { view: (await this.get(id.id))!, created: id.created };
   }
 
@@ -220,7 +223,7 @@ export class Distributions {
 
   async cancel(id: string): Promise<DistributionView | undefined> {
     if (!UUID.test(id)) return undefined;
-    await this.db.transaction(async (tx) => {
+    const cancelled = await this.db.transaction(async (tx) => {
       const rows = await tx.query(
         `UPDATE distributions SET status = 'cancelled', updated_at = CURRENT_TIMESTAMP,
            finished_at = CURRENT_TIMESTAMP WHERE id = $1 AND status IN ('pending', 'running') RETURNING id`,
@@ -233,8 +236,15 @@ export class Distributions {
           [id],
         );
       }
+      return rows.length > 0;
     });
+    if (cancelled) await this.jobsChanged();
     return this.get(id);
+  }
+
+  /** Wakes the long polls; a notice that cannot be sent delays hosts to their next heartbeat only. */
+  private async jobsChanged(): Promise<void> {
+    await this.onJobsChanged().catch(() => {});
   }
 
   /** Jobs by status, and the age of the oldest live one (what a "stuck job" alert watches). */

@@ -25,6 +25,7 @@ import { EdgeWarmer } from './edge-warmer.ts';
 import { Fleet } from './fleet.ts';
 import { GarbageCollector } from './gc.ts';
 import { GcScheduler } from './gc-scheduler.ts';
+import { JobNotices } from './job-notices.ts';
 import { Metadata } from './metadata.ts';
 import { createRegistryMetrics, registerFleetGauges } from './metrics.ts';
 import { ociRouteOf, ociRoutes } from './oci/routes.ts';
@@ -116,7 +117,8 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     onBytesReceived: (bytes) => metrics.bytesIn.inc(bytes),
   });
   const fleet = new Fleet(db, config.heartbeatIntervalSeconds);
-  const distributions = new Distributions(db, fleet);
+  const jobNotices = new JobNotices(state);
+  const distributions = new Distributions(db, fleet, () => jobNotices.changed());
   registerFleetGauges(metrics, fleet, distributions);
   const dashboard = new Dashboard(
     fleet,
@@ -140,6 +142,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     access: new Access(db),
     fleet,
     distributions,
+    jobNotices,
     edgeWarmer: new EdgeWarmer(config.seeders, log),
     dashboard,
     uploads,
@@ -213,6 +216,8 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     async close() {
       clearInterval(sweeper);
       await gcScheduler?.stop();
+      // Long polls answer now instead of holding the close up to their wait.
+      jobNotices.close();
       await app.close();
       dashboard.close();
       await context.gc.stop();

@@ -1,6 +1,6 @@
-// Shared, expiring state (upload sessions, locks): Redis when configured, so that several processes
-// behind one address agree; in process otherwise, persisted to files so that it survives a restart.
-// Values are msgpackr-encoded records.
+// Shared, expiring state (upload sessions, locks) and change notices: Redis when configured, so that
+// several processes behind one address agree; in process otherwise, persisted to files so that it
+// survives a restart. Values are msgpackr-encoded records.
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -15,7 +15,34 @@ export interface StateStore {
   delete(key: string): Promise<void>;
   /** Runs `work` while holding a lock named `key` (across processes when backed by Redis). */
   withLock<T>(key: string, ttlMs: number, work: () => Promise<T>): Promise<T>;
+  /** Tells the subscribers of `channel`, in every process sharing the store, that something changed. */
+  publish(channel: string): Promise<void>;
+  /** Calls `listener` on every publish to `channel` until the returned function is called. */
+  subscribe(channel: string, listener: () => void): () => void;
   close(): Promise<void>;
+}
+
+/** The listeners of each channel in this process. */
+class Subscribers {
+  private readonly byChannel = new Map<string, Set<() => void>>();
+
+  /** Adds a listener; `first` runs when the channel had none in this process. */
+  add(channel: string, listener: () => void, first?: () => void): () => void {
+    let listeners = this.byChannel.get(channel);
+    if (!listeners) {
+      listeners = new Set();
+      this.byChannel.set(channel, listeners);
+      first?.();
+    }
+    listeners.add(listener);
+    return () => {
+      listeners.delete(listener);
+    };
+  }
+
+  notify(channel: string): void {
+    for (const listener of this.byChannel.get(channel) ?? []) listener();
+  }
 }
 
 const LOCK_POLL_MS = 25;
@@ -23,6 +50,9 @@ const LOCK_POLL_MS = 25;
 export class RedisStateStore implements StateStore {
   readonly kind = 'redis';
   private readonly redis: Redis;
+  // A connection in subscriber mode takes no other commands: its own, opened on the first subscribe.
+  private subscriber: Redis | undefined;
+  private readonly subscribers = new Subscribers();
 
   constructor(
     url: string,
@@ -63,7 +93,24 @@ export class RedisStateStore implements StateStore {
     }
   }
 
+  async publish(channel: string): Promise<void> {
+    await this.redis.publish(`${this.prefix}notice:${channel}`, '');
+  }
+
+  subscribe(channel: string, listener: () => void): () => void {
+    if (!this.subscriber) {
+      this.subscriber = this.redis.duplicate();
+      const prefix = `${this.prefix}notice:`;
+      this.subscriber.on('message', (name: string) => this.subscribers.notify(name.slice(prefix.length)));
+    }
+    const subscriber = this.subscriber;
+    return this.subscribers.add(channel, listener, () => {
+      void subscriber.subscribe(`${this.prefix}notice:${channel}`).catch(() => {});
+    });
+  }
+
   async close(): Promise<void> {
+    this.subscriber?.disconnect();
     this.redis.disconnect();
   }
 }
@@ -77,6 +124,7 @@ export class LocalStateStore implements StateStore {
   readonly kind = 'local';
   private readonly records = new Map<string, LocalRecord>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly subscribers = new Subscribers();
 
   /** With `persistDir`, records are also written there and read back after a restart. */
   constructor(private readonly persistDir?: string) {
@@ -125,6 +173,14 @@ export class LocalStateStore implements StateStore {
     } finally {
       if (this.locks.get(key) === current) this.locks.delete(key);
     }
+  }
+
+  async publish(channel: string): Promise<void> {
+    this.subscribers.notify(channel);
+  }
+
+  subscribe(channel: string, listener: () => void): () => void {
+    return this.subscribers.add(channel, listener);
   }
 
   async close(): Promise<void> {}

@@ -4,7 +4,7 @@
 // proxy refuses the first completion reports.
 import { createServer } from 'node:http';
 import t from 'tap';
-import { startAgent } from '../../test/support/agent.ts';
+import { startFleetAgent } from '../../test/support/agent.ts';
 import { asAdmin } from '../../test/support/auth.ts';
 import { provisionBackend, startRegistry } from '../../test/support/backends.ts';
 import { pushImage } from '../../test/support/oci.ts';
@@ -45,20 +45,7 @@ t.test('a completion report the registry refuses is sent again until taken', asy
   t.teardown(() => new Promise((resolve) => proxy.close(resolve)));
   const proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
 
-  await startAgent(t, {
-    ZEDGE_REGISTRY_URL: proxyUrl,
-    ZEDGE_AGENT_HOST_ID: 'reporter',
-    ZEDGE_AGENT_ZONE: 'z',
-    ZEDGE_AGENT_JOIN_FLEET: 'true',
-    // No tracker runs: the layer comes from the center once the swarm gives nothing for a second.
-    ZEDGE_AGENT_STALL_TIMEOUT_MS: '1000',
-  });
-  await eventually(async () => {
-    const { hosts } = (await (await asAdmin(`${registry.url}/api/v1/hosts?state=online`)).json()) as {
-      hosts: unknown[];
-    };
-    return hosts.length === 1;
-  });
+  await startFleetAgent(t, { registryUrl: registry.url, centerUrl: proxyUrl, hostId: 'reporter' });
   const created = await asAdmin(`${registry.url}/api/v1/distributions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },

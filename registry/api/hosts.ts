@@ -7,6 +7,9 @@ import type { HostRegistration, HostReport, HostState } from '../fleet.ts';
 import { hostOrAdmin, signedIn } from './guard.ts';
 
 const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
+/** The longest a long poll for jobs waits (agents ask for less; a proxy may cut idle requests). */
+const MAX_WAIT_SECONDS = 60;
+const JOB_ID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 const ZONE = '^[A-Za-z0-9._-]{1,64}$';
 
 const registration = {
@@ -66,6 +69,53 @@ export async function hostRoutes(app: FastifyInstance, context: RegistryContext)
         heartbeatIntervalSeconds: fleet.heartbeatIntervalSeconds,
         jobs: await distributions.assignmentsFor(host.hostId),
       };
+    },
+  );
+
+  // The long poll for a host's jobs: answers at once when its live jobs are not the `known` ones (the
+  // ids the agent has), else at the next job created or cancelled, or after `wait` seconds.
+  app.get<{ Params: { hostId: string }; Querystring: { wait?: number; known?: string } }>(
+    '/hosts/:hostId/jobs',
+    {
+      schema: {
+        params: hostParams,
+        querystring: {
+          type: 'object',
+          properties: {
+            wait: { type: 'integer', minimum: 0, maximum: MAX_WAIT_SECONDS, default: 0 },
+            known: { type: 'string', pattern: `^(${JOB_ID}(,${JOB_ID}){0,99})?$` },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      await hostOrAdmin(context, request);
+      const { hostId } = request.params;
+      if (!(await fleet.get(hostId)))
+        throw problems.notFound(`host ${hostId} (register with POST /api/v1/hosts)`);
+      const known = new Set(request.query.known ? request.query.known.split(',') : []);
+      const deadline = Date.now() + (request.query.wait ?? 0) * 1000;
+      // An agent that stopped (or a proxy that cut the request) is not waited for.
+      let gone = false;
+      let ended = () => {};
+      reply.raw.once('close', () => {
+        gone = true;
+        ended();
+      });
+      for (;;) {
+        const wait = context.jobNotices.wait(Math.max(0, deadline - Date.now()));
+        ended = wait.cancel;
+        const jobs = await distributions.assignmentsFor(hostId);
+        const changed = jobs.length !== known.size || jobs.some((job) => !known.has(job.id));
+        if (changed || gone || Date.now() >= deadline || context.jobNotices.isClosed) {
+          wait.cancel();
+          // A closing registry's server waits for the connections it did not find idle: this one must
+          // not stay open for the keep-alive timeout.
+          if (context.jobNotices.isClosed) reply.header('connection', 'close');
+          return { jobs };
+        }
+        await wait.changed;
+      }
     },
   );
 

@@ -42,6 +42,31 @@ export async function startAgent(t: Teardown, env: Record<string, string>): Prom
   return { url, server, config, close };
 }
 
+/**
+ * Starts an agent that joins the fleet of the registry at `registryUrl` (through `centerUrl`, e.g. a
+ * proxy, when given) with no tracker (layers come from the center after a second of swarm silence);
+ * resolves once the registry lists it online.
+ */
+export async function startFleetAgent(
+  t: Teardown,
+  { registryUrl, centerUrl, hostId }: { registryUrl: string; centerUrl?: string; hostId: string },
+): Promise<RunningAgent> {
+  const agent = await startAgent(t, {
+    ZEDGE_REGISTRY_URL: centerUrl ?? registryUrl,
+    ZEDGE_AGENT_HOST_ID: hostId,
+    ZEDGE_AGENT_ZONE: 'z',
+    ZEDGE_AGENT_JOIN_FLEET: 'true',
+    ZEDGE_AGENT_STALL_TIMEOUT_MS: '1000',
+  });
+  await eventually(async () => {
+    const { hosts } = (await (await asAdmin(`${registryUrl}/api/v1/hosts?state=online`)).json()) as {
+      hosts: { hostId: string }[];
+    };
+    return hosts.some((host) => host.hostId === hostId);
+  });
+  return agent;
+}
+
 export interface AgentStatus {
   layers: { digest: string; size: number; pins: number; seeding: { infoHash: string } | null }[];
   downloads: { digest: string; state: string; bytesDone: number; bytesBySource: Record<string, number> }[];
