@@ -262,21 +262,22 @@ export class Downloader {
         // Asked at most once a tick: it scans every peer's pieces.
         let slow: boolean | undefined;
         const onlySlow = () => (slow ??= rarestFirst && this.swarm.peersHaveWanted(torrent));
+        const edgeSeed = this.swarm.edgeWebSeedOf(torrent);
         if (!edgeJoined && quiet >= this.options.edgeDelayMs && !onlySlow()) {
           edgeJoined = true;
-          this.swarm.addEdgeWebSeed(torrent);
+          if (edgeSeed) this.swarm.addWebSeed(torrent, edgeSeed);
         }
         // The center is the last resort: it joins only when peers and edge leave the swarm idle.
         if (!centerJoined && quiet >= this.options.centerDelayMs && !onlySlow()) {
           centerJoined = true;
-          for (const url of urlList) torrent.addWebSeed(url);
+          for (const url of urlList) this.swarm.addWebSeed(torrent, url);
         }
         // A prefetch's web seeds leave once peers have what it lacks again (at a job's start, hosts
         // call in the edge while it is still warming; a web seed kept on would take its share of
         // every piece for good).
         if ((edgeJoined || centerJoined) && onlySlow()) {
-          if (edgeJoined) this.swarm.removeEdgeWebSeed(torrent);
-          if (centerJoined) for (const url of urlList) torrent.removePeer(url);
+          if (edgeJoined && edgeSeed) this.swarm.pauseWebSeed(torrent, edgeSeed);
+          if (centerJoined) for (const url of urlList) this.swarm.pauseWebSeed(torrent, url);
           edgeJoined = centerJoined = false;
         }
         // Stalled: no bytes for the stall timeout (a prefetch's swarm that has what it lacks: several

@@ -88,7 +88,7 @@ export class Swarm {
   /**
    * Starts downloading a layer into `dir` from peers (the edge seeder among them, over BitTorrent),
    * pieces in order or the rarest first; `have` marks the pieces already in the file (resumed).
-   * Web seeds are left out: the caller adds the edge's (`addEdgeWebSeed`) and then the torrent's own
+   * Web seeds are left out: the caller adds the edge's (`edgeWebSeedOf`, `addWebSeed`) and then the torrent's own
    * (the center) when the swarm does not deliver. `onBytes` counts every byte by source.
    */
   download(
@@ -133,16 +133,30 @@ export class Swarm {
     return false;
   }
 
-  /** Adds the zone's edge (when configured) as web seed of a download. */
-  addEdgeWebSeed(torrent: Torrent): void {
-    const url = this.edgeSeeds.get(torrent);
-    if (url) torrent.addWebSeed(url);
+  /** The zone's edge web seed of a download (with the layer's token); none when no edge is configured. */
+  edgeWebSeedOf(torrent: Torrent): string | undefined {
+    return this.edgeSeeds.get(torrent);
   }
 
-  /** Sends the edge's web seed away from a download (its requests in flight are dropped). */
-  removeEdgeWebSeed(torrent: Torrent): void {
-    const url = this.edgeSeeds.get(torrent);
-    if (url) torrent.removePeer(url);
+  /** Adds a web seed to a download, or lets one paused by `pauseWebSeed` ask for pieces again. */
+  addWebSeed(torrent: Torrent, url: string): void {
+    const wire = webSeedWire(torrent, url);
+    if (!wire) {
+      torrent.addWebSeed(url);
+      return;
+    }
+    wire.peerChoking = false;
+    (torrent as unknown as { _update(): void })._update();
+  }
+
+  /**
+   * Stops asking a web seed for pieces; the requests in flight finish. Removing it dropped them with
+   * the bytes the seed had sent: in the 20-host swarm benchmark the edge sent 1.48x the image, the
+   * hosts took 1.02x of it. webtorrent asks no piece of a peer that chokes it.
+   */
+  pauseWebSeed(torrent: Torrent, url: string): void {
+    const wire = webSeedWire(torrent, url);
+    if (wire) wire.peerChoking = true;
   }
 
   /** Seeds a cached layer whose verified file is in `layersDir` (not re-hashed). Idempotent. */
@@ -183,4 +197,12 @@ export class Swarm {
       this.options.log.debug({ err: error, digest }, 'torrent warning'),
     );
   }
+}
+
+/** The connection webtorrent made for the web seed at `url`, if it is connected. */
+function webSeedWire(torrent: Torrent, url: string): { peerChoking: boolean } | undefined {
+  const id = webSeedId(url);
+  return (torrent.wires as unknown as { type?: string; peerId?: string; peerChoking: boolean }[]).find(
+    (wire) => wire.type === 'webSeed' && wire.peerId === id,
+  );
 }

@@ -1,9 +1,11 @@
 // An agent's swarm and its peers, with real BitTorrent on loopback between agent swarms in this
 // process: a job's prefetch calls in web seeds (the edge's, the center's) only when its swarm has
-// nothing it lacks, not when the swarm is merely slow (Swarm.peersHaveWanted tells the two apart), and
-// a download keeps to ZEDGE_AGENT_MAX_PEERS connections.
+// nothing it lacks, not when the swarm is merely slow (Swarm.peersHaveWanted tells the two apart); a
+// web seed sent away is paused, so that the pieces it is sending still count; and a download keeps to
+// ZEDGE_AGENT_MAX_PEERS connections.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -92,4 +94,61 @@ t.test('a download connects to ZEDGE_AGENT_MAX_PEERS peers at most', async (t) =
   await eventually(async () => download.wires.length >= 2, 10_000, 'two wires');
   await new Promise((resolve) => setTimeout(resolve, 1000));
   t.equal(download.wires.length, 2, 'four seeds offered, two connected');
+});
+
+t.test('a paused web seed finishes the pieces it is sending and is asked for no more', async (t) => {
+  const { digest, file, work } = await layer(t);
+  const data = await readFile(join(work, fileNameOf(digest)));
+  // A slow web seed: Range requests answered 32 KiB every 25 ms (a piece in about 200 ms).
+  let requests = 0;
+  let bytesSent = 0;
+  const server = createServer((request, response) => {
+    requests++;
+    const [start, end] = /bytes=(\d+)-(\d+)/
+      .exec(request.headers.range ?? '')!
+      .slice(1)
+      .map(Number) as [number, number];
+    response.writeHead(206, { 'content-length': end - start + 1 });
+    let at = start;
+    const timer = setInterval(() => {
+      const chunk = data.subarray(at, Math.min(at + 32 * 1024, end + 1));
+      at += chunk.length;
+      bytesSent += chunk.length;
+      response.write(chunk);
+      if (at > end) {
+        clearInterval(timer);
+        response.end();
+      }
+    }, 25);
+    response.on('close', () => clearInterval(timer));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise((resolve) => server.close(resolve)));
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/layer`;
+
+  const host = await startSwarm(t);
+  let received = 0;
+  const download = host.download(
+    file,
+    join(work, 'host'),
+    digest,
+    { rarestFirst: true },
+    (_source, bytes) => {
+      received += bytes;
+    },
+  );
+  await eventually(async () => download.ready);
+  host.addWebSeed(download, url);
+  await eventually(async () => requests > 0, 10_000, 'the web seed asked');
+  host.pauseWebSeed(download, url);
+  const asked = requests;
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  t.equal(requests, asked, `no request after the pause (${asked} in flight then)`);
+  t.ok(bytesSent > 0 && received === bytesSent, `every byte sent was taken (${received} of ${bytesSent})`);
+  t.ok(download.progress < 1, 'the download waits');
+
+  host.addWebSeed(download, url);
+  await eventually(async () => download.progress === 1, 20_000, 'done once the web seed is back');
+  t.ok(requests > asked, 'the web seed was asked again');
+  t.equal(received, data.length, 'the layer came in full, nothing dropped on the way');
 });

@@ -32,7 +32,8 @@ const { values } = parseArgs({
     // The edge's BitTorrent upload limit (ZEDGE_SEEDER_UPLOAD_MBIT; 0: none): see the README.
     'edge-upload-mbit': { type: 'string', default: '0' },
     'timeout-seconds': { type: 'string', default: '600' },
-    'heartbeat-seconds': { type: 'string', default: '2' },
+    // The registry's default: agents hear of the job by their long poll, not by a heartbeat.
+    'heartbeat-seconds': { type: 'string', default: '10' },
     // A directory for every service's log (info level); none by default.
     logs: { type: 'string' },
     // Each agent's ZEDGE_AGENT_MAX_PEERS (connections per layer); the agent's default when unset.
