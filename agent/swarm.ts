@@ -6,7 +6,7 @@ import type { Torrent } from 'webtorrent';
 import type { Digest } from '../shared/digest.ts';
 import type { Logger } from '../shared/logger.ts';
 import { startTorrentClient } from '../shared/torrent/client.ts';
-import { peerIdFor } from '../shared/torrent/peer-id.ts';
+import { isEdgePeerId, peerIdFor } from '../shared/torrent/peer-id.ts';
 import { summarizeTorrent, type TorrentSummary, withoutWebSeeds } from '../shared/torrent/torrent-files.ts';
 import { BadPeers, type PeerWire } from './bad-peers.ts';
 import { isFirstLeecher } from './first-leecher.ts';
@@ -121,12 +121,15 @@ export class Swarm {
 
   /**
    * Whether a connected peer has a piece this download still lacks: the swarm is slow rather than
-   * empty. (The edge over BitTorrent shows only the pieces it offers; see seeder/super-seeding.ts.)
+   * empty. The edge connected over BitTorrent counts as having them: it shows only the pieces it
+   * offers (seeder/super-seeding.ts), none while it is still warming, and at a job's start every host
+   * calling in its web seed meanwhile took its own copy of a third to two thirds of the image.
    */
   peersHaveWanted(torrent: Torrent): boolean {
     const pieces = Math.ceil(torrent.length / torrent.pieceLength);
     for (const wire of torrent.wires) {
       if (wire.type === 'webSeed') continue;
+      if (isEdgePeerId(wire.peerId)) return true;
       for (let index = 0; index < pieces; index++)
         if (!torrent.bitfield.get(index) && wire.peerPieces.get(index)) return true;
     }

@@ -49,7 +49,11 @@ declare module 'webtorrent' {
     readonly destroyed: boolean;
     readonly pieceLength: number;
     /** The peers connected to this torrent (web seeds among them, of type 'webSeed'). */
-    readonly wires: readonly { type?: string; peerPieces: { get(index: number): boolean } }[];
+    readonly wires: readonly {
+      type?: string;
+      peerId?: string;
+      peerPieces: { get(index: number): boolean };
+    }[];
     /** Pieces this client has verified. */
     readonly bitfield: { get(index: number): boolean };
     /** The torrent's piece store (null until its metadata is known). */

@@ -1,6 +1,7 @@
 // An agent's swarm and its peers, with real BitTorrent on loopback between agent swarms in this
 // process: a job's prefetch calls in web seeds (the edge's, the center's) only when its swarm has
-// nothing it lacks, not when the swarm is merely slow (Swarm.peersHaveWanted tells the two apart); a
+// nothing it lacks, not when the swarm is merely slow or the edge connected over BitTorrent is still
+// warming (Swarm.peersHaveWanted tells the cases apart); a
 // web seed sent away is paused, so that the pieces it is sending still count; and a download keeps to
 // ZEDGE_AGENT_MAX_PEERS connections.
 import { createHash, randomBytes } from 'node:crypto';
@@ -12,7 +13,9 @@ import t from 'tap';
 import type { Torrent } from 'webtorrent';
 import type { Digest } from '../../shared/digest.ts';
 import { createLogger } from '../../shared/logger.ts';
+import { startTorrentClient } from '../../shared/torrent/client.ts';
 import { encodeTorrent, fileNameOf } from '../../shared/torrent/metainfo.ts';
+import { peerIdFor } from '../../shared/torrent/peer-id.ts';
 import type { Teardown } from '../../test/support/backends.ts';
 import { eventually } from '../../test/support/seeder.ts';
 import { Swarm } from '../swarm.ts';
@@ -77,6 +80,22 @@ t.test('a peer with pieces this download lacks is wanted; one without is not', a
   slowDownload.addPeer(`127.0.0.1:${seeder.port}`);
   await eventually(async () => slow.peersHaveWanted(slowDownload), 10_000, 'the seed seen by the slow host');
   t.ok(slow.peersHaveWanted(slowDownload), 'a peer that has what the download lacks is');
+});
+
+t.test('the edge over BitTorrent is worth waiting for while it warms, with nothing yet', async (t) => {
+  const { digest, file, work } = await layer(t);
+  const edge = await startTorrentClient(
+    { torrentPort: 0, peerId: peerIdFor('edge') },
+    createLogger('edge-test', 'warn'),
+  );
+  t.teardown(() => new Promise<void>((resolve) => edge.destroy(() => resolve())));
+  const warming = edge.add(file, { path: join(work, 'edge') });
+  const host = await startSwarm(t);
+  const download = host.download(file, join(work, 'host'), digest, { rarestFirst: true }, () => {});
+  await eventually(async () => download.ready && warming.ready);
+  download.addPeer(`127.0.0.1:${edge.torrentPort}`);
+  await eventually(async () => download.wires.length > 0, 10_000, 'a wire to the edge');
+  t.ok(host.peersHaveWanted(download), 'the edge, though it has shown no piece');
 });
 
 t.test('a download connects to ZEDGE_AGENT_MAX_PEERS peers at most', async (t) => {
