@@ -42,7 +42,14 @@ t.test('a completion report the registry refuses is sent again until taken', asy
     response.end(Buffer.from(await upstream.arrayBuffer()));
   });
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise((resolve) => proxy.close(resolve)));
+  // The agent's long poll may be waiting in the proxy: cut it rather than wait for it.
+  t.teardown(
+    () =>
+      new Promise((resolve) => {
+        proxy.close(resolve);
+        proxy.closeAllConnections();
+      }),
+  );
   const proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
 
   await startFleetAgent(t, { registryUrl: registry.url, centerUrl: proxyUrl, hostId: 'reporter' });
