@@ -205,7 +205,5 @@ export class Swarm {
 /** The connection webtorrent made for the web seed at `url`, if it is connected. */
 function webSeedWire(torrent: Torrent, url: string): { peerChoking: boolean } | undefined {
   const id = webSeedId(url);
-  return (torrent.wires as unknown as { type?: string; peerId?: string; peerChoking: boolean }[]).find(
-    (wire) => wire.type === 'webSeed' && wire.peerId === id,
-  );
+  return torrent.wires.find((wire) => wire.type === 'webSeed' && wire.peerId === id);
 }

@@ -53,10 +53,9 @@ export class GcScheduler {
     const { intervalSeconds, graceSeconds } = this.schedule;
     let wait = 0;
     try {
-      if ((await this.gc.secondsUntilDue(intervalSeconds)) <= 0) {
-        const run = await this.gc.startIfDue({ dryRun: false, graceSeconds }, intervalSeconds);
-        if (run) this.log.info({ run: run.id, graceSeconds }, 'scheduled garbage collection started');
-      }
+      // The insert itself checks that a run is due (and none is going): no look beforehand.
+      const run = await this.gc.startIfDue({ dryRun: false, graceSeconds }, intervalSeconds);
+      if (run) this.log.info({ run: run.id, graceSeconds }, 'scheduled garbage collection started');
       wait = await this.gc.secondsUntilDue(intervalSeconds);
     } catch (error) {
       if (this.stopped) return;

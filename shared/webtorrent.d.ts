@@ -52,6 +52,8 @@ declare module 'webtorrent' {
     readonly wires: readonly {
       type?: string;
       peerId?: string;
+      /** Set when the peer chokes us; webtorrent then asks it for no piece. */
+      peerChoking: boolean;
       peerPieces: { get(index: number): boolean };
     }[];
     /** Pieces this client has verified. */

@@ -148,8 +148,9 @@ for (const backend of BACKENDS) {
             await new Promise((resolve) => setTimeout(resolve, 20));
             continue;
           }
-          collecting = collect();
-          freed += ((await collecting) as GcRun).blobs_freed;
+          const run = collect();
+          collecting = run;
+          freed += (await run).blobs_freed;
           runs++;
           await new Promise((resolve) => setTimeout(resolve, Math.random() * 60));
         }
