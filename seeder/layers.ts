@@ -29,7 +29,9 @@ export class Layers implements WarmTarget {
 
   fetch(digest: Digest): Flight {
     this.metrics.lookups.inc({ result: 'miss' });
-    return this.fetcher.fetch(digest);
+    const flight = this.fetcher.fetch(digest);
+    void this.seeding.seedWhileFetching(digest, flight);
+    return flight;
   }
 
   /**

@@ -3,14 +3,23 @@
 // is kept beside the cache, so a restart seeds again without asking the center. Layers are added with
 // their verified file already in place and `skipVerify`, so webtorrent does not re-hash them.
 
+import { join } from 'node:path';
 import type WebTorrent from 'webtorrent';
 import type { Torrent } from 'webtorrent';
 import type { CenterClient } from '../shared/center-client.ts';
 import type { Digest } from '../shared/digest.ts';
+import type { Flight } from '../shared/layer-flight.ts';
 import type { Logger } from '../shared/logger.ts';
 import { startTorrentClient } from '../shared/torrent/client.ts';
 import { peerIdFor } from '../shared/torrent/peer-id.ts';
-import { summarizeTorrent, TorrentFiles } from '../shared/torrent/torrent-files.ts';
+import {
+  pieceHashesOf,
+  summarizeTorrent,
+  TorrentFiles,
+  type TorrentSummary,
+} from '../shared/torrent/torrent-files.ts';
+import { FetchingLayer } from './fetching-layer.ts';
+import { LayerChunkStore } from './layer-chunk-store.ts';
 import { SuperSeeder } from './super-seeding.ts';
 
 export interface SeedingOptions {
@@ -45,6 +54,8 @@ export interface SeedStatus {
 interface Seed {
   state: SeedState;
   torrent?: Torrent;
+  /** Offers newly available pieces (a super-seeded layer being fetched). */
+  offerMore?: () => void;
   infoHash?: string;
   error?: string;
   failedAt?: number;
@@ -125,18 +136,42 @@ export class Seeding {
     const existing = this.seeds.get(digest);
     if (existing && (existing.state !== 'failed' || Date.now() - existing.failedAt! < RETRY_FAILED_MS))
       return;
+    await this.track(digest, (seed) => this.start(digest, size, seed));
+  }
+
+  /**
+   * Starts seeding a layer while it is being fetched (fetching-layer.ts): its pieces are offered as
+   * they arrive and check out. Only when super-seeding, which offers only the pieces the edge has;
+   * a plain seed announces every piece at once. Idempotent; a seed that fails with its fetch is
+   * forgotten, so that the layer is seeded again once it is cached.
+   */
+  async seedWhileFetching(digest: Digest, flight: Flight): Promise<void> {
+    if (!this.options.superSeed || this.seeds.has(digest)) return;
+    await this.track(digest, (seed) => this.start(digest, undefined, seed, flight));
+  }
+
+  private async track(digest: Digest, start: (seed: Seed) => Promise<void>): Promise<void> {
     if (this.closing.signal.aborted) return;
     const seed: Seed = { state: 'starting' };
     this.seeds.set(digest, seed);
-    const starting = this.start(digest, size, seed);
+    const starting = start(seed);
     this.pending.add(starting);
     await starting.finally(() => this.pending.delete(starting));
   }
 
-  private async start(digest: Digest, size: number, seed: Seed): Promise<void> {
+  private async start(digest: Digest, size: number | undefined, seed: Seed, flight?: Flight): Promise<void> {
     try {
+      if (flight) size = await flight.started.then(() => flight.size);
       const file = await this.torrents.get(digest, size, this.closing.signal);
       if (this.seeds.get(digest) !== seed || this.closing.signal.aborted) return; // evicted meanwhile
+      const summary = summarizeTorrent(file);
+      const pieceCount = summary ? Math.ceil(summary.length / summary.pieceLength) : 0;
+      // A fetch that has meanwhile ended with the layer cached: seeded as any cached layer.
+      const fetching =
+        flight && flight.state !== 'cached' && summary
+          ? this.follow(digest, flight, file, summary, seed)
+          : undefined;
+      if (flight && !fetching && flight.state !== 'cached') return this.forget(digest, seed);
       const torrent = await new Promise<Torrent>((resolve, reject) => {
         const added = this.client.add(file, {
           path: this.options.layersDir,
@@ -144,11 +179,16 @@ export class Seeding {
           // Pieces are read from the page cache when asked for; 20 pieces of up to 16 MiB in memory
           // per torrent would cost GBs across a full cache.
           storeCacheSlots: 0,
+          ...(fetching && {
+            store: LayerChunkStore,
+            storeOpts: { source: fetching },
+          }),
         });
         seed.torrent = added;
-        const summary = summarizeTorrent(file);
-        if (this.options.superSeed && summary)
-          new SuperSeeder(added, Math.ceil(summary.length / summary.pieceLength));
+        if (this.options.superSeed && summary) {
+          const superSeeder = new SuperSeeder(added, pieceCount, (index) => fetching?.isReady(index) ?? true);
+          seed.offerMore = () => superSeeder.offerMore();
+        }
         added.once('ready', () => resolve(added));
         added.once('error', reject);
         added.once('close', () => reject(new Error('torrent closed before it was ready')));
@@ -164,8 +204,9 @@ export class Seeding {
         return;
       }
       seed.state = 'seeding';
-      this.options.log.debug({ digest, infoHash: torrent.infoHash }, 'seeding');
+      this.options.log.debug({ digest, infoHash: torrent.infoHash, fetching: !!flight }, 'seeding');
     } catch (error) {
+      if (flight) return this.forget(digest, seed);
       seed.state = 'failed';
       seed.error = (error as Error).message;
       seed.failedAt = Date.now();
@@ -173,6 +214,37 @@ export class Seeding {
       seed.torrent = undefined;
       if (!this.closing.signal.aborted) this.options.log.warn({ err: error, digest }, 'cannot seed layer');
     }
+  }
+
+  /** The pieces of a layer being fetched, offered to peers as they become ready. */
+  private follow(
+    digest: Digest,
+    flight: Flight,
+    file: Buffer,
+    summary: TorrentSummary,
+    seed: Seed,
+  ): FetchingLayer | undefined {
+    const pieceHashes = pieceHashesOf(file);
+    return (
+      pieceHashes &&
+      FetchingLayer.follow(flight, {
+        pieceHashes,
+        pieceLength: summary.pieceLength,
+        cachedPath: join(this.options.layersDir, summary.name),
+        onReady: () => seed.offerMore?.(),
+        onFailed: (error) => {
+          this.options.log.debug({ err: error, digest }, 'layer being fetched is no longer seeded');
+          this.forget(digest, seed);
+        },
+      })
+    );
+  }
+
+  /** Drops a seed (a fetch it followed failed): a later seed() starts afresh. */
+  private forget(digest: Digest, seed: Seed): void {
+    if (this.seeds.get(digest) === seed) this.seeds.delete(digest);
+    seed.torrent?.destroy();
+    seed.torrent = undefined;
   }
 
   /** Deletes kept torrents of layers no longer cached (evicted while seeding was not running). */

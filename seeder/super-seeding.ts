@@ -47,17 +47,25 @@ export class SuperSeeder {
   private readonly peers = new Map<SeedWire, Peer>();
   private readonly refiller: NodeJS.Timeout;
 
+  /**
+   * `available`: whether the edge has a piece yet (a layer seeded while it is fetched); pieces that
+   * become available are offered at the next `offerMore`.
+   */
   constructor(
     torrent: Torrent,
     private readonly pieceCount: number,
+    private readonly available: (index: number) => boolean = () => true,
   ) {
     this.holders = new Uint32Array(pieceCount);
     this.offeredAt = new Float64Array(pieceCount);
     torrent.on('wire', (wire: SeedWire) => this.attach(wire));
-    this.refiller = setInterval(() => {
-      for (const wire of this.peers.keys()) this.refill(wire);
-    }, REFILL_INTERVAL_MS).unref();
+    this.refiller = setInterval(() => this.offerMore(), REFILL_INTERVAL_MS).unref();
     torrent.once('close', () => clearInterval(this.refiller));
+  }
+
+  /** Tops up every peer's offers (pieces became available). */
+  offerMore(): void {
+    for (const wire of this.peers.keys()) this.refill(wire);
   }
 
   private attach(wire: SeedWire): void {
@@ -109,7 +117,7 @@ export class SuperSeeder {
     // Lowest first: a host pulling a layer takes its pieces in order to stream them to its runtime.
     for (let index = 0; index < this.pieceCount && peer.offers.size < OFFERS_PER_PEER; index++) {
       if (this.holders[index]! > 0 || now - this.offeredAt[index]! < OFFER_TIMEOUT_MS) continue;
-      if (wire.peerPieces.get(index) || peer.announced[index]) continue;
+      if (wire.peerPieces.get(index) || peer.announced[index] || !this.available(index)) continue;
       peer.announced[index] = 1;
       peer.offers.set(index, now);
       this.offeredAt[index] = now;

@@ -33,6 +33,12 @@ declare module 'webtorrent' {
     urlList?: string[];
     getAnnounceOpts?: () => Record<string, string | number>;
     destroyStoreOnDestroy?: boolean;
+    /** A piece store class (abstract-chunk-store), made with the piece length and `storeOpts`. */
+    store?: new (
+      chunkLength: number,
+      options: never,
+    ) => unknown;
+    storeOpts?: Record<string, unknown>;
   }
 
   export interface Torrent extends EventEmitter {

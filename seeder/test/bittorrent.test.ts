@@ -1,6 +1,5 @@
 // Real BitTorrent: a webtorrent leecher in another process downloads a warmed layer from the seeder
 // alone (no tracker, no web seed), and the seeder announces its zone and role to a real tracker.
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,56 +12,12 @@ import {
   startRegistry,
   startRegistryAndTracker,
 } from '../../test/support/backends.ts';
+import { startLeecher } from '../../test/support/leecher.ts';
 import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
 import { eventually, metric, startSeeder, status, warm } from '../../test/support/seeder.ts';
 import { httpAnnounce, newPeerId } from '../../test/support/tracker-client.ts';
 
 const MiB = 1024 * 1024;
-const leechScript = join(import.meta.dirname, '..', '..', 'test', 'support', 'leech.ts');
-
-interface Leecher {
-  /** Resolves once it has the whole layer (or exited). */
-  done: Promise<void>;
-  /** Resolves when it exited, with its output. */
-  exited: Promise<{ code: number | null; output: string }>;
-  /** Ends its standard input: a leecher told to keep seeding stops. */
-  release(): void;
-}
-
-/** A webtorrent leecher process given `peers` (see test/support/leech.ts). */
-function startLeecher(
-  torrentFile: string,
-  dir: string,
-  peers: string[],
-  { port = 0, keepSeeding = false } = {},
-): Leecher {
-  const child = spawn(process.execPath, ['--import', 'tsx', leechScript, torrentFile, dir, ...peers], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: {
-      ...process.env,
-      ZEDGE_LEECH_PORT: String(port),
-      ZEDGE_LEECH_KEEP_SEEDING: keepSeeding ? '1' : '0',
-    },
-  });
-  let output = '';
-  let markDone: () => void = () => {};
-  const done = new Promise<void>((resolve) => (markDone = resolve));
-  child.stdout.on('data', (chunk) => {
-    output += chunk;
-    if (output.includes('"done":true')) markDone();
-  });
-  child.stderr.on('data', (chunk) => (output += chunk));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 50_000);
-  const exited = new Promise<{ code: number | null; output: string }>((resolve) =>
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      markDone();
-      resolve({ code, output });
-    }),
-  );
-  return { done, exited, release: () => child.stdin.end() };
-}
-
 function leech(torrentFile: string, dir: string, peers: string[]) {
   const leecher = startLeecher(torrentFile, dir, peers);
   leecher.release();

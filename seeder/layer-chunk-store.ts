@@ -1,0 +1,59 @@
+// webtorrent's piece store (the abstract-chunk-store interface) for a layer the edge seeds while it
+// is still being fetched: a block is read once its piece is ready (on disk and checked), never before.
+// Read-only: the edge never downloads over BitTorrent. The file belongs to the cache, so closing or
+// destroying the store only gives it back.
+
+/** Where a store's bytes come from. */
+export interface PieceSource {
+  /** Resolves once piece `index` may be read; rejects when it never will be. */
+  whenReady(index: number): Promise<void>;
+  read(offset: number, length: number): Promise<Buffer>;
+  close(): void;
+}
+
+type Callback<T = void> = (error: Error | null, value?: T) => void;
+
+export class LayerChunkStore {
+  private readonly source: PieceSource;
+  private readonly length: number;
+
+  /** As webtorrent calls it: the piece length, then its options merged with the torrent's `storeOpts`. */
+  constructor(
+    readonly chunkLength: number,
+    options: { source: PieceSource; length: number },
+  ) {
+    this.source = options.source;
+    this.length = options.length;
+  }
+
+  get(index: number, options: { offset?: number; length?: number } | null, callback: Callback<Buffer>): void {
+    const pieceStart = index * this.chunkLength;
+    const pieceLength = Math.min(this.chunkLength, this.length - pieceStart);
+    const offset = options?.offset ?? 0;
+    const length = options?.length ?? pieceLength - offset;
+    if (pieceLength <= 0 || offset < 0 || length < 0 || offset + length > pieceLength) {
+      queueMicrotask(() => callback(new Error(`no bytes ${offset}+${length} in piece ${index}`)));
+      return;
+    }
+    this.source
+      .whenReady(index)
+      .then(() => this.source.read(pieceStart + offset, length))
+      .then(
+        (buffer) => callback(null, buffer),
+        (error: Error) => callback(error),
+      );
+  }
+
+  put(_index: number, _buffer: Uint8Array, callback: Callback): void {
+    queueMicrotask(() => callback(new Error('a layer being fetched is only read over BitTorrent')));
+  }
+
+  close(callback?: Callback): void {
+    this.source.close();
+    queueMicrotask(() => callback?.(null));
+  }
+
+  destroy(callback?: Callback): void {
+    this.close(callback);
+  }
+}
