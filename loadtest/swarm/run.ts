@@ -12,11 +12,11 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { Lab, type NetHost } from '../lib/netns.ts';
-import { startProcess, stopProcess, waitForHttp } from '../lib/process.ts';
+import { cpuSeconds, startProcess, stopProcess, waitForHttp } from '../lib/process.ts';
 import { cdfChart } from './chart.ts';
 
 const run = promisify(execFile);
@@ -78,10 +78,21 @@ interface ModeResult {
   edgeServed?: { http: number; bittorrent: number };
   /** Layer bytes the center says it sent (zedge mode only): the wire adds TCP/IP headers to them. */
   centerServed?: number;
+  /** CPU seconds (user + system) the services used during the deploy, by role (zedge mode only). */
+  cpuSeconds?: Record<string, number>;
 }
 
 const work = await mkdtemp(join(tmpdir(), 'zedge-bench-swarm-'));
 const stops: (() => Promise<void>)[] = [];
+// The services' processes by role (`ip netns exec` execs the service: the pid is node's).
+const servicePids: { role: string; pid: number }[] = [];
+
+/** CPU seconds each role's services have used so far: on 2 cores they bound the deploy's time. */
+function cpuByRole(): Record<string, number> {
+  const totals: Record<string, number> = {};
+  for (const { role, pid } of servicePids) totals[role] = (totals[role] ?? 0) + cpuSeconds(pid);
+  return totals;
+}
 
 function service(lab: Lab, host: NetHost, role: string, env: Record<string, string>): void {
   const profile = values.profile
@@ -102,6 +113,7 @@ function service(lab: Lab, host: NetHost, role: string, env: Record<string, stri
     'inherit',
     values.logs && join(values.logs, `${host.name}-${role}.log`),
   );
+  if (child.pid !== undefined) servicePids.push({ role, pid: child.pid });
   stops.push(() => stopProcess(child));
 }
 
@@ -293,6 +305,7 @@ async function zedge(
     hosts: await linkBytes(lab, hosts),
   };
   const centerBefore = await centerBlobBytes(center);
+  const cpuBefore = cpuByRole();
   const started = Date.now();
   const created = await api('/distributions', { method: 'POST', body: JSON.stringify({ image, all: true }) });
   const job = (await created.json()) as { id: string };
@@ -311,6 +324,10 @@ async function zedge(
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+  const cpuAfter = cpuByRole();
+  const cpu = Object.fromEntries(
+    Object.entries(cpuAfter).map(([role, seconds]) => [role, seconds - (cpuBefore[role] ?? 0)]),
+  );
   const edgeStatus = (await (await fetch(`${edge}/api/v1/status`)).json()) as {
     bytesServed: { http: number; bittorrent: number };
   };
@@ -329,6 +346,7 @@ async function zedge(
     reportedBySource: view.progress.bytesBySource,
     edgeServed: edgeStatus.bytesServed,
     centerServed: (await centerBlobBytes(center)) - centerBefore,
+    cpuSeconds: cpu,
   };
 }
 
@@ -426,6 +444,13 @@ if (zedgeResult) {
     const { peers, edge, center } = zedgeResult.reportedBySource;
     console.log(
       `agents' own count of bytes received: peers ${times(peers)}, edge ${times(edge)}, center ${times(center)}`,
+    );
+  }
+  if (zedgeResult.cpuSeconds) {
+    const { agent = 0, seeder = 0, registry = 0, tracker = 0 } = zedgeResult.cpuSeconds;
+    const capacity = availableParallelism() * slowest;
+    console.log(
+      `CPU seconds during the deploy: agents ${agent.toFixed(1)} (${(agent / hostCount).toFixed(2)} a host), edge ${seeder.toFixed(1)}, registry ${registry.toFixed(1)}, tracker ${tracker.toFixed(1)}; the machine had ${capacity.toFixed(0)} (${availableParallelism()} cores)`,
     );
   }
   if (zedgeResult.edgeServed) {
