@@ -6,11 +6,15 @@ import type { Torrent } from 'webtorrent';
 import type { Digest } from '../shared/digest.ts';
 import type { Logger } from '../shared/logger.ts';
 import { startTorrentClient } from '../shared/torrent/client.ts';
+import { FileChunkStore } from '../shared/torrent/file-chunk-store.ts';
 import { isEdgePeerId, peerIdFor } from '../shared/torrent/peer-id.ts';
 import { summarizeTorrent, type TorrentSummary, withoutWebSeeds } from '../shared/torrent/torrent-files.ts';
 import { BadPeers, type PeerWire } from './bad-peers.ts';
 import { isFirstLeecher } from './first-leecher.ts';
 import { type ByteSource, sourceOfWire, webSeedId, webSeedToken, webSeedUrl } from './sources.ts';
+
+/** Pieces read and written in the layer's file, not cached in memory (the page cache does that). */
+const IN_PLACE = { store: FileChunkStore, storeCacheSlots: 0 };
 
 export interface SwarmOptions {
   zone: string;
@@ -100,6 +104,7 @@ export class Swarm {
   ): Torrent {
     const torrent = this.client.add(withoutWebSeeds(file), {
       path: dir,
+      ...IN_PLACE,
       strategy: rarestFirst ? 'rarest' : 'sequential',
       ...(have && { bitfield: have }),
     });
@@ -167,8 +172,8 @@ export class Swarm {
     if (this.seeds.has(digest) || this.client.destroyed) return;
     const torrent = this.client.add(withoutWebSeeds(file), {
       path: layersDir,
+      ...IN_PLACE,
       skipVerify: true,
-      storeCacheSlots: 0,
     });
     this.seeds.set(digest, torrent);
     this.watch(torrent, digest);

@@ -3,6 +3,8 @@
 // Read-only: the edge never downloads over BitTorrent. The file belongs to the cache, so closing or
 // destroying the store only gives it back.
 
+import { type BlockOptions, blockRequest, type Callback } from '../shared/torrent/file-chunk-store.ts';
+
 /** Where a store's bytes come from. */
 export interface PieceSource {
   /** Resolves once piece `index` may be read; rejects when it never will be. */
@@ -10,8 +12,6 @@ export interface PieceSource {
   read(offset: number, length: number): Promise<Buffer>;
   close(): void;
 }
-
-type Callback<T = void> = (error: Error | null, value?: T) => void;
 
 export class LayerChunkStore {
   private readonly source: PieceSource;
@@ -26,21 +26,15 @@ export class LayerChunkStore {
     this.length = options.length;
   }
 
-  get(index: number, options: { offset?: number; length?: number } | null, callback: Callback<Buffer>): void {
-    const pieceStart = index * this.chunkLength;
-    const pieceLength = Math.min(this.chunkLength, this.length - pieceStart);
-    const offset = options?.offset ?? 0;
-    const length = options?.length ?? pieceLength - offset;
-    if (pieceLength <= 0 || offset < 0 || length < 0 || offset + length > pieceLength) {
-      queueMicrotask(() => callback(new Error(`no bytes ${offset}+${length} in piece ${index}`)));
-      return;
-    }
+  get(index: number, options: BlockOptions | Callback<Buffer>, callback?: Callback<Buffer>): void {
+    const request = blockRequest(this.chunkLength, this.length, index, options, callback);
+    if (!request) return;
     this.source
       .whenReady(index)
-      .then(() => this.source.read(pieceStart + offset, length))
+      .then(() => this.source.read(request.start, request.length))
       .then(
-        (buffer) => callback(null, buffer),
-        (error: Error) => callback(error),
+        (buffer) => request.callback(null, buffer),
+        (error: Error) => request.callback(error),
       );
   }
 

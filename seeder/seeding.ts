@@ -11,6 +11,7 @@ import type { Digest } from '../shared/digest.ts';
 import type { Flight } from '../shared/layer-flight.ts';
 import type { Logger } from '../shared/logger.ts';
 import { startTorrentClient } from '../shared/torrent/client.ts';
+import { FileChunkStore } from '../shared/torrent/file-chunk-store.ts';
 import { peerIdFor } from '../shared/torrent/peer-id.ts';
 import {
   pieceHashesOf,
@@ -179,10 +180,9 @@ export class Seeding {
           // Pieces are read from the page cache when asked for; 20 pieces of up to 16 MiB in memory
           // per torrent would cost GBs across a full cache.
           storeCacheSlots: 0,
-          ...(fetching && {
-            store: LayerChunkStore,
-            storeOpts: { source: fetching },
-          }),
+          ...(fetching
+            ? { store: LayerChunkStore, storeOpts: { source: fetching } }
+            : { store: FileChunkStore }),
         });
         seed.torrent = added;
         if (this.options.superSeed && summary) {
