@@ -90,3 +90,13 @@ declare module 'webtorrent' {
     destroy(callback?: (error?: Error) => void): void;
   }
 }
+
+// webtorrent's peer connection class (lib/peer.js), whose pipes shared/torrent/direct-pipes.ts sets.
+declare module 'webtorrent/lib/peer.js' {
+  const Peer: { prototype: { setThrottlePipes(this: unknown): void } };
+  export default Peer;
+}
+
+declare module 'streamx' {
+  export function pipeline(...streams: NodeJS.EventEmitter[]): NodeJS.EventEmitter;
+}

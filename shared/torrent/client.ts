@@ -3,6 +3,7 @@
 import WebTorrent from 'webtorrent';
 import type { Logger } from '../logger.ts';
 import { DATACENTER_CLIENT_OPTIONS } from './client-options.ts';
+import './direct-pipes.ts';
 
 export async function startTorrentClient(options: Record<string, unknown>, log: Logger): Promise<WebTorrent> {
   const client = new WebTorrent({ ...DATACENTER_CLIENT_OPTIONS, ...options });
