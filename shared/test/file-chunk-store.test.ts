@@ -11,12 +11,9 @@ const PIECE = 16 * 1024;
 async function storeOf(t: Test, length: number) {
   const dir = await mkdtemp(join(tmpdir(), 'zedge-chunk-store-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const store = new FileChunkStore(PIECE, {
-    path: join(dir, 'layers'),
-    files: [{ path: 'sha256-x', length }],
-    length,
-  });
-  return { store, file: join(dir, 'layers', 'sha256-x') };
+  const open = () =>
+    new FileChunkStore(PIECE, { path: join(dir, 'layers'), files: [{ path: 'sha256-x', length }], length });
+  return { store: open(), open, file: join(dir, 'layers', 'sha256-x') };
 }
 
 const call = <T>(fn: (callback: (error: Error | null, value?: T) => void) => void) =>
@@ -25,7 +22,7 @@ const call = <T>(fn: (callback: (error: Error | null, value?: T) => void) => voi
 t.test('pieces written in place are read back whole, by block, and with or without options', async (t) => {
   const length = 3 * PIECE + 100;
   const data = randomBytes(length);
-  const { store, file } = await storeOf(t, length);
+  const { store, open, file } = await storeOf(t, length);
   // Out of order, as pieces complete in a swarm; the file and its directory are created on the way.
   for (const index of [3, 0, 2, 1])
     await call((done) =>
@@ -47,6 +44,16 @@ t.test('pieces written in place are read back whole, by block, and with or witho
     call((done) => store.get(4, null, done)),
     /in piece 4/,
   );
+
+  // A seed of the finished file reads it (the pieces above came from memory, as they were written).
+  const seed = open();
+  const blocks = await Promise.all(
+    [0, 1, 2, 3].map((offset) =>
+      call<Buffer>((done) => seed.get(1, { offset: offset * 4096, length: 4096 }, done)),
+    ),
+  );
+  t.ok(Buffer.concat(blocks).equals(data.subarray(PIECE, 2 * PIECE)), 'blocks of a piece read from the file');
+  t.ok((await call<Buffer>((done) => seed.get(3, null, done))).equals(data.subarray(3 * PIECE)));
 });
 
 t.test('closing waits for writes in flight and leaves the file to the cache', async (t) => {

@@ -1,13 +1,23 @@
 // webtorrent's piece store (the abstract-chunk-store interface) for a layer: one file, read and written
-// in place. webtorrent's default (fs-chunk-store behind cache-chunk-store) reads a whole piece for a
-// 16 KiB block request and copies every read and cached piece into a fresh zeroed array; in the
-// 20-host swarm benchmark those copies were about a tenth of the agents' CPU time. This reads exactly
-// the bytes asked for into one buffer, and leaves caching to the page cache.
+// in place. webtorrent's default (fs-chunk-store behind cache-chunk-store) copies every piece it reads
+// or caches into a fresh zeroed array; in the 20-host swarm benchmark those copies were about a tenth
+// of the agents' CPU time.
+//
+// Peers ask for a piece's 16 KiB blocks one after another, and most for the pieces a host has just
+// got (they are the rarest): the pieces last written or read are kept whole for a few seconds, and
+// blocks are handed out as views of them. Reading each block on its own cost one thread-pool round
+// trip per block, about as much as the copies.
 //
 // The file belongs to the layer cache: closing or destroying the store never removes it.
 import { close, constants, open, read, write } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { LRUCache } from 'lru-cache';
+
+/** Memory for whole pieces per store, unless two pieces need more. */
+const RECENT_PIECES_BYTES = 4 * 1024 * 1024;
+/** A piece not asked for in this long leaves memory (an idle seed keeps none). */
+const RECENT_PIECES_TTL_MS = 5_000;
 
 export type Callback<T = void> = (error: Error | null, value?: T) => void;
 
@@ -55,6 +65,8 @@ export class FileChunkStore {
   // number could take a late write meant for this file.
   private inFlight = 0;
   private onIdle: (() => void) | undefined;
+  private readonly recent: LRUCache<number, Buffer>;
+  private readonly reading = new Map<number, Promise<Buffer>>();
 
   constructor(
     readonly chunkLength: number,
@@ -64,21 +76,37 @@ export class FileChunkStore {
     if (!file || more.length > 0) throw new Error('a layer torrent holds exactly one file');
     this.path = join(options.path, file.path);
     this.length = options.length;
+    this.recent = new LRUCache<number, Buffer>({
+      maxSize: Math.max(RECENT_PIECES_BYTES, 2 * chunkLength),
+      sizeCalculation: (piece) => piece.length,
+      ttl: RECENT_PIECES_TTL_MS,
+      ttlAutopurge: true,
+      updateAgeOnGet: true,
+    });
   }
 
   get(index: number, options: BlockOptions | Callback<Buffer>, callback?: Callback<Buffer>): void {
     const request = blockRequest(this.chunkLength, this.length, index, options, callback);
     if (!request) return;
-    const buffer = Buffer.allocUnsafe(request.length);
-    this.withFile((fd) => readFully(fd, buffer, request.start), request.callback, buffer);
+    const offset = request.start - index * this.chunkLength;
+    this.piece(index).then(
+      (piece) => request.callback(null, piece.subarray(offset, offset + request.length)),
+      (error: Error) => request.callback(error),
+    );
   }
 
   put(index: number, buffer: Uint8Array, callback: Callback = () => {}): void {
-    this.withFile((fd) => writeFully(fd, buffer, index * this.chunkLength), callback, undefined);
+    this.withFile((fd) => writeFully(fd, buffer, index * this.chunkLength)).then(() => {
+      // webtorrent keeps no hold on a piece it gave away: it can be lent out as is.
+      if (!this.closed)
+        this.recent.set(index, Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength));
+      callback(null);
+    }, callback);
   }
 
   close(callback: Callback = () => {}): void {
     this.closed = true;
+    this.recent.clear();
     const fd = this.fd;
     this.fd = undefined;
     if (!fd) {
@@ -99,23 +127,35 @@ export class FileChunkStore {
     this.close(callback);
   }
 
-  private withFile<T>(operation: (fd: number) => Promise<void>, callback: Callback<T>, value: T): void {
-    if (this.closed) {
-      queueMicrotask(() => callback(new Error('store is closed')));
-      return;
-    }
+  /** A whole piece, from memory or read once however many blocks of it are asked for meanwhile. */
+  private piece(index: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Error('store is closed'));
+    const recent = this.recent.get(index);
+    if (recent) return Promise.resolve(recent);
+    const pending = this.reading.get(index);
+    if (pending) return pending;
+    const start = index * this.chunkLength;
+    const piece = Buffer.allocUnsafe(Math.min(this.chunkLength, this.length - start));
+    const reading = this.withFile((fd) => readFully(fd, piece, start))
+      .then(() => {
+        this.recent.set(index, piece);
+        return piece;
+      })
+      .finally(() => this.reading.delete(index));
+    this.reading.set(index, reading);
+    return reading;
+  }
+
+  private async withFile(operation: (fd: number) => Promise<void>): Promise<void> {
+    if (this.closed) throw new Error('store is closed');
     // Opened once, at the first read or write (created for a download that has no file yet).
     this.fd ??= openOrCreate(this.path);
     this.inFlight++;
-    this.fd
-      .then(operation)
-      .finally(() => {
-        if (--this.inFlight === 0) this.onIdle?.();
-      })
-      .then(
-        () => callback(null, value),
-        (error: Error) => callback(error),
-      );
+    try {
+      await operation(await this.fd);
+    } finally {
+      if (--this.inFlight === 0) this.onIdle?.();
+    }
   }
 }
 
