@@ -251,7 +251,7 @@ async function direct(
 interface JobView {
   status: string;
   progress: { bytesBySource: { peers: number; edge: number; center: number } };
-  hosts: { hostId: string; status: string; error: string | null }[];
+  hosts: { hostId: string; status: string; error: string | null; updatedAt: string }[];
 }
 
 /** Agents and an edge seeder started in their namespaces; one distribution job to all hosts. */
@@ -312,17 +312,19 @@ async function zedge(
   if (created.status >= 300) throw new Error(`distribution: ${created.status} ${JSON.stringify(job)}`);
   const hostSeconds: Record<string, number> = {};
   let view: JobView;
+  // A host's completion time is its last report's, as the registry recorded it (same clock): the job
+  // is looked at once a second, since every look costs the registry CPU the deploy needs.
   for (;;) {
     view = (await (await api(`/distributions/${job.id}`)).json()) as JobView;
     for (const host of view.hosts)
-      if (host.status === 'completed' && hostSeconds[host.hostId] === undefined)
-        hostSeconds[host.hostId] = (Date.now() - started) / 1000;
+      if (host.status === 'completed')
+        hostSeconds[host.hostId] = (Date.parse(host.updatedAt) - started) / 1000;
     if (!['pending', 'running'].includes(view.status)) break;
     if (Date.now() - started > timeoutMs) {
       console.error(`zedge: job still ${view.status} after ${timeoutMs / 1000} s`);
       break;
     }
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
   const cpuAfter = cpuByRole();
   const cpu = Object.fromEntries(
