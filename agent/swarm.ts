@@ -13,7 +13,7 @@ import { BadPeers, type PeerWire } from './bad-peers.ts';
 import { isFirstLeecher } from './first-leecher.ts';
 import { type ByteSource, sourceOfWire, webSeedId, webSeedToken, webSeedUrl } from './sources.ts';
 
-/** Pieces read and written in the layer's file, not cached in memory (the page cache does that). */
+/** Pieces read and written in place in the layer's file; webtorrent's own piece cache is off. */
 const IN_PLACE = { store: FileChunkStore, storeCacheSlots: 0 };
 
 export interface SwarmOptions {

@@ -1,7 +1,9 @@
 // Seeding every cached layer over BitTorrent (webtorrent 3, TCP only: no DHT, local discovery, uTP,
 // WebRTC or NAT traversal inside a data centre). Each layer's torrent comes from the center once and
 // is kept beside the cache, so a restart seeds again without asking the center. Layers are added with
-// their verified file already in place and `skipVerify`, so webtorrent does not re-hash them.
+// their verified file already in place and `skipVerify`, so webtorrent does not re-hash them; a layer
+// still being fetched is added with a store that lends out each piece once it checked out
+// (fetching-layer.ts), and super-seeding offers only those.
 
 import { join } from 'node:path';
 import type WebTorrent from 'webtorrent';
