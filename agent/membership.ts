@@ -5,6 +5,7 @@
 // keeps trying.
 import { setTimeout as delay } from 'node:timers/promises';
 import { authorizationOf } from '../shared/center-client.ts';
+import { MAX_KNOWN_JOBS } from '../shared/job-long-poll.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Assignment } from './prefetch.ts';
 
@@ -142,8 +143,8 @@ export class Membership {
   }
 
   private takeJobs(jobs: Assignment[]): void {
-    // At most 100 (the registry's limit); a host with more hears of the rest by the heartbeat.
-    this.knownJobs = jobs.slice(0, 100).map((job) => job.id);
+    // A host with more than the registry takes hears of the rest by the heartbeat.
+    this.knownJobs = jobs.slice(0, MAX_KNOWN_JOBS).map((job) => job.id);
     if (jobs.length > 0) this.options.onJobs(jobs);
   }
 

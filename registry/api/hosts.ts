@@ -2,13 +2,12 @@
 // admin's); any signed-in account lists hosts.
 import type { FastifyInstance } from 'fastify';
 import { problems } from '../../shared/errors.ts';
+import { MAX_KNOWN_JOBS, MAX_WAIT_SECONDS } from '../../shared/job-long-poll.ts';
 import type { RegistryContext } from '../context.ts';
 import type { HostRegistration, HostReport, HostState } from '../fleet.ts';
 import { hostOrAdmin, signedIn } from './guard.ts';
 
 const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
-/** The longest a long poll for jobs waits (agents ask for less; a proxy may cut idle requests). */
-const MAX_WAIT_SECONDS = 60;
 const JOB_ID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 const ZONE = '^[A-Za-z0-9._-]{1,64}$';
 
@@ -83,7 +82,7 @@ export async function hostRoutes(app: FastifyInstance, context: RegistryContext)
           type: 'object',
           properties: {
             wait: { type: 'integer', minimum: 0, maximum: MAX_WAIT_SECONDS, default: 0 },
-            known: { type: 'string', pattern: `^(${JOB_ID}(,${JOB_ID}){0,99})?$` },
+            known: { type: 'string', pattern: `^(${JOB_ID}(,${JOB_ID}){0,${MAX_KNOWN_JOBS - 1}})?$` },
           },
         },
       },

@@ -2,7 +2,9 @@
 // answers at once when the host's live jobs are not the ones it knows, else when a job is created or
 // cancelled, or when the wait ends. Against a real registry on both backends; on the production one,
 // a job created on one registry wakes a long poll held by another (PostgreSQL and Redis shared).
+import { randomUUID } from 'node:crypto';
 import t from 'tap';
+import { MAX_KNOWN_JOBS } from '../../shared/job-long-poll.ts';
 import { fetchAs } from '../../test/support/auth.ts';
 import { BACKENDS, provisionBackend, startRegistry } from '../../test/support/backends.ts';
 import { apiCall, createDistribution, registerHost } from '../../test/support/fleet-api.ts';
@@ -74,6 +76,17 @@ for (const backend of BACKENDS) {
       t.equal((await poll(registry.url, 'h1', 'wait=61')).status, 400, 'a wait over 60 s');
       t.equal((await poll(registry.url, 'h1', 'wait=soon')).status, 400, 'a wait that is no number');
       t.equal((await poll(registry.url, 'h1', 'known=not-a-job')).status, 400, 'a known id that is no id');
+      const ids = (count: number) => Array.from({ length: count }, () => randomUUID()).join(',');
+      t.equal(
+        (await poll(registry.url, 'h1', `known=${ids(MAX_KNOWN_JOBS)}`)).status,
+        200,
+        'as many ids as agents send',
+      );
+      t.equal(
+        (await poll(registry.url, 'h1', `known=${ids(MAX_KNOWN_JOBS + 1)}`)).status,
+        400,
+        'more known ids',
+      );
       t.equal((await poll(registry.url, 'nobody', 'wait=0')).status, 404, 'an unknown host');
       const anonymous = await fetch(`${registry.url}/api/v1/hosts/h1/jobs`);
       t.equal(anonymous.status, 401, 'anonymous');
