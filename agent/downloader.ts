@@ -272,9 +272,9 @@ export class Downloader {
           centerJoined = true;
           for (const url of urlList) this.swarm.addWebSeed(torrent, url);
         }
-        // A prefetch's web seeds leave once peers have what it lacks again (at a job's start, hosts
-        // call in the edge while it is still warming; a web seed kept on would take its share of
-        // every piece for good).
+        // A prefetch's web seeds leave once peers have what it lacks again (a host that saw no such
+        // peer for a moment calls them in; a web seed kept on would take its share of every piece for
+        // good).
         if ((edgeJoined || centerJoined) && onlySlow()) {
           if (edgeJoined && edgeSeed) this.swarm.pauseWebSeed(torrent, edgeSeed);
           if (centerJoined) for (const url of urlList) this.swarm.pauseWebSeed(torrent, url);

@@ -127,7 +127,7 @@ export class Swarm {
   /**
    * Whether a connected peer has a piece this download still lacks: the swarm is slow rather than
    * empty. The edge connected over BitTorrent counts as having them: it shows only the pieces it
-   * offers (seeder/super-seeding.ts), none while it is still warming, and at a job's start every host
+   * offers (seeder/super-seeding.ts), none before the first reach it, and at a job's start every host
    * calling in its web seed meanwhile took its own copy of a third to two thirds of the image.
    */
   peersHaveWanted(torrent: Torrent): boolean {

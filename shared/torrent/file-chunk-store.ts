@@ -169,27 +169,27 @@ async function openOrCreate(path: string): Promise<number> {
   );
 }
 
-function readFully(fd: number, buffer: Buffer, position: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const next = (done: number) => {
-      if (done === buffer.length) return resolve();
-      read(fd, buffer, done, buffer.length - done, position + done, (error, bytesRead) => {
-        if (error) return reject(error);
-        if (bytesRead === 0) return reject(new Error(`layer file ends before byte ${position + done}`));
-        next(done + bytesRead);
-      });
-    };
-    next(0);
-  });
-}
+type Transfer = (
+  fd: number,
+  buffer: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+  callback: (error: Error | null, bytes: number) => void,
+) => void;
 
-function writeFully(fd: number, buffer: Uint8Array, position: number): Promise<void> {
+const readFully = (fd: number, buffer: Uint8Array, position: number) => fully(read, fd, buffer, position);
+const writeFully = (fd: number, buffer: Uint8Array, position: number) => fully(write, fd, buffer, position);
+
+/** Reads or writes all of `buffer` at `position`, however many calls it takes. */
+function fully(transfer: Transfer, fd: number, buffer: Uint8Array, position: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const next = (done: number) => {
       if (done === buffer.length) return resolve();
-      write(fd, buffer, done, buffer.length - done, position + done, (error, written) => {
+      transfer(fd, buffer, done, buffer.length - done, position + done, (error, bytes) => {
         if (error) return reject(error);
-        next(done + written);
+        if (bytes === 0) return reject(new Error(`layer file ends before byte ${position + done}`));
+        next(done + bytes);
       });
     };
     next(0);
