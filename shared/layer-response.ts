@@ -1,10 +1,11 @@
 // Answering GET/HEAD of a layer (seeder web seed, agent /v2 blobs) from a layer file, complete or
-// still growing, with Range. Bytes are written by hand from the file: a failure midway (the download
-// turned out corrupt, the source died) can only cut the connection, so the client sees a short body,
-// never a clean end on wrong bytes.
+// still growing, with Range. The status line waits for the range's first byte, so a source that fails
+// before then gets the caller a proper error answer. Bytes are written by hand from the file: a
+// failure midway (the download turned out corrupt, the source died) can only cut the connection, so
+// the client sees a short body, never a clean end on wrong bytes.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { parseRange } from './http-range.ts';
-import { copyRange, type LayerFile } from './layer-transfer.ts';
+import { copyRange, type LayerFile, untilReadable } from './layer-transfer.ts';
 import { MediaTypes } from './media-types.ts';
 
 /** Sends `file` (released when done) as the reply; `onBytes` counts what the socket took. */
@@ -34,6 +35,12 @@ export async function sendLayerFile(
   if (request.method === 'HEAD') {
     file.release();
     return reply.send();
+  }
+  try {
+    if (end >= start) await untilReadable(file, start);
+  } catch (error) {
+    file.release();
+    throw error;
   }
   reply.hijack();
   reply.raw.writeHead(reply.statusCode, reply.getHeaders() as Record<string, string>);

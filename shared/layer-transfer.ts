@@ -27,6 +27,15 @@ export interface LayerFile {
 const RECYCLED_BUFFERS = 4;
 const RECYCLED_BUFFER_SIZE = 1024 * 1024;
 
+/** Resolves once byte `position` of `file` is readable; rejects with the file's failure if it comes first. */
+export async function untilReadable(file: LayerFile, position: number): Promise<void> {
+  while (position >= file.readable()) {
+    const failure = file.failure();
+    if (failure) throw failure;
+    await file.changed();
+  }
+}
+
 /**
  * Writes bytes `start..end` (inclusive) of `file` to `sink` without ending it. Rejects when the file
  * fails before the range is readable or when the sink closes first. `onBytes` counts what the sink took.

@@ -173,6 +173,7 @@ t.test('a layer that does not match its digest is discarded, reported and never 
 
 t.test('an upstream that stops short or is down', async (t) => {
   const blob = randomBlob(2 * MiB);
+  const empty = randomBlob(MiB);
   const center = await fakeCenter(
     t,
     new Map([
@@ -180,13 +181,23 @@ t.test('an upstream that stops short or is down', async (t) => {
         blob.digest,
         (response) => {
           response.writeHead(200, { 'Content-Length': blob.data.length });
-          response.write(blob.data.subarray(0, MiB), () => response.destroy());
+          // The pause lets the edge read the first MiB: a reset would drop what it had not read yet.
+          response.write(blob.data.subarray(0, MiB), () => setTimeout(() => response.destroy(), 200));
+        },
+      ],
+      [
+        empty.digest,
+        (response) => {
+          response.writeHead(200, { 'Content-Length': empty.data.length });
+          response.flushHeaders();
+          setTimeout(() => response.destroy(), 50);
         },
       ],
     ]),
   );
   const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: center.url });
   const short = await fetch(`${seeder.url}/api/v1/blobs/${blob.digest}`);
+  t.equal(short.status, 200, 'the first bytes went out');
   const { data, cut } = await readAll(short);
   t.ok(cut, 'cut when upstream stops short');
   t.ok(data.length <= MiB);
@@ -194,6 +205,11 @@ t.test('an upstream that stops short or is down', async (t) => {
   t.match(job.layers[0], { state: 'failed', error: /502/ });
   t.same((await status(seeder.url)).layers, []);
   t.same(await readdir(seeder.server.context.cache.partialDir), []);
+
+  // Upstream fails before its first byte: nothing was sent yet, so the caller gets a clear 502.
+  const none = await fetch(`${seeder.url}/api/v1/blobs/${empty.digest}`);
+  t.equal(none.status, 502, 'no byte came, so an error answer rather than a cut');
+  t.match(await none.json(), { status: 502, type: /bad-upstream/ });
 
   // No center at all: a clear 502, not a hang or a crash.
   const nowhere = await startSeeder(t, {
