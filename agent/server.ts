@@ -7,7 +7,7 @@ import type { Digest } from '../shared/digest.ts';
 import { HashPool } from '../shared/hashing/pool.ts';
 import { LayerCache } from '../shared/layer-cache.ts';
 import { DigestMismatchError } from '../shared/layer-flight.ts';
-import { type HttpService, listenHttp } from '../shared/listen.ts';
+import { endConnectionsOnClose, type HttpService, listenHttp } from '../shared/listen.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { instrumentHttp } from '../shared/metrics.ts';
 import { summarizeTorrent, TorrentFiles } from '../shared/torrent/torrent-files.ts';
@@ -154,6 +154,7 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
     exposeHeadRoutes: false,
     requestTimeout: 0,
   });
+  endConnectionsOnClose(app);
   instrumentHttp(app, metrics, agentRouteOf);
   await app.register(async (scope) => agentApiRoutes(scope, context));
   await app.register(async (scope) => agentOciRoutes(scope, context));

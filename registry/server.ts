@@ -5,7 +5,7 @@ import type { RegistryConfig } from '../shared/config.ts';
 import { type Database, openDatabase } from '../shared/db/database.ts';
 import { type Digest, sha256Digest } from '../shared/digest.ts';
 import { HashPool } from '../shared/hashing/pool.ts';
-import { type HttpService, listenHttp } from '../shared/listen.ts';
+import { endConnectionsOnClose, type HttpService, listenHttp } from '../shared/listen.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { instrumentHttp } from '../shared/metrics.ts';
 import { openStateStore } from '../shared/state.ts';
@@ -162,6 +162,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     requestTimeout: 0,
     bodyLimit: config.maxManifestBytes,
   });
+  endConnectionsOnClose(app);
   // Before any route: the OpenAPI document collects routes as they are added.
   await registerOpenApi(app);
   instrumentHttp(app, metrics, (url, pattern) =>

@@ -8,7 +8,7 @@ import { CenterClient } from '../shared/center-client.ts';
 import { HashPool } from '../shared/hashing/pool.ts';
 import { LayerCache } from '../shared/layer-cache.ts';
 import { DigestMismatchError } from '../shared/layer-flight.ts';
-import { type HttpService, listenHttp } from '../shared/listen.ts';
+import { endConnectionsOnClose, type HttpService, listenHttp } from '../shared/listen.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { instrumentHttp } from '../shared/metrics.ts';
 import { LayerAccess } from './access.ts';
@@ -131,6 +131,7 @@ export async function createSeeder(config: SeederConfig, logger?: Logger): Promi
     requestTimeout: 0,
     bodyLimit: 4 * 1024 * 1024,
   });
+  endConnectionsOnClose(app);
   instrumentHttp(app, metrics);
   app.get('/healthz', async (_request, reply) => {
     const checks = {

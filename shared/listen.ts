@@ -1,4 +1,6 @@
-// Listening on a configured address (port 0 picks a free one) and naming the URL that came of it.
+// Listening on a configured address (port 0 picks a free one) and naming the URL that came of it, and
+// closing without waiting on idle keep-alive connections.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 
 export async function listenHttp(
@@ -10,6 +12,29 @@ export async function listenHttp(
   const address = app.server.address();
   const bound = typeof address === 'object' && address ? address.port : port;
   return { url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`, port: bound };
+}
+
+/**
+ * Makes the close of `app` end the connections of the requests in flight once they are answered. The
+ * server closes the connections idle at the close and fastify answers later requests 503, but an
+ * answer sent during the close would keep its connection open for the keep-alive timeout, and the
+ * close with it. Call when the app is built.
+ */
+export function endConnectionsOnClose(app: FastifyInstance): void {
+  const inFlight = new Set<ServerResponse>();
+  app.server.on('request', (_request: IncomingMessage, response: ServerResponse) => {
+    inFlight.add(response);
+    response.once('close', () => inFlight.delete(response));
+  });
+  app.addHook('preClose', (done) => {
+    for (const response of inFlight) {
+      // An answer not begun says so in its header; one already under way ends its connection after.
+      if (!response.headersSent) response.shouldKeepAlive = false;
+      const { socket } = response;
+      response.once('close', () => socket?.end());
+    }
+    done();
+  });
 }
 
 /** A service built and ready to listen: what the CLI starts and the tests drive. */

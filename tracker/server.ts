@@ -7,7 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { Counter, Gauge } from 'prom-client';
 import { parseDigest } from '../shared/digest.ts';
 import { problemOf, problems } from '../shared/errors.ts';
-import { listenHttp } from '../shared/listen.ts';
+import { endConnectionsOnClose, listenHttp } from '../shared/listen.ts';
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { createServiceMetrics, instrumentHttp } from '../shared/metrics.ts';
 import { Announcer } from './announcer.ts';
@@ -143,6 +143,7 @@ export async function createTracker(config: TrackerConfig, logger?: Logger): Pro
         } else handler(request, response);
       }),
   });
+  endConnectionsOnClose(app);
   instrumentHttp(app, metrics);
   app.setErrorHandler((error, request, reply) => {
     const problem = problemOf(error);

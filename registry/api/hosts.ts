@@ -108,9 +108,6 @@ export async function hostRoutes(app: FastifyInstance, context: RegistryContext)
         const changed = jobs.length !== known.size || jobs.some((job) => !known.has(job.id));
         if (changed || gone || Date.now() >= deadline || context.jobNotices.isClosed) {
           wait.cancel();
-          // A closing registry's server waits for the connections it did not find idle: this one must
-          // not stay open for the keep-alive timeout.
-          if (context.jobNotices.isClosed) reply.header('connection', 'close');
           return { jobs };
         }
         await wait.changed;

@@ -1,0 +1,60 @@
+// Closing a registry with requests in flight: each is answered and its connection ends with it, so the
+// close does not wait out the keep-alive timeout (72 s) of connections that were busy when it began.
+import { Agent, type IncomingMessage, request } from 'node:http';
+import t from 'tap';
+import { basicAuth } from '../../test/support/auth.ts';
+import { provisionBackend, startRegistry } from '../../test/support/backends.ts';
+import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
+
+const MiB = 1024 * 1024;
+
+t.test(
+  'a close with an upload and a download in flight answers both and ends their connections',
+  async (t) => {
+    const resources = await provisionBackend(t, 'embedded');
+    const registry = await startRegistry(t, resources);
+    const blob = randomBlob(16 * MiB);
+    t.equal((await pushBlobMonolithic(registry, 'close/app', blob.data)).status, 201);
+    const started = await registry.fetch(`${registry.url}/v2/close/app/blobs/uploads/`, { method: 'POST' });
+    const uploadUrl = new URL(started.headers.get('location')!, registry.url);
+
+    // A client that keeps its connections: only the registry can end them.
+    const agent = new Agent({ keepAlive: true, timeout: 120_000 });
+    t.teardown(() => agent.destroy());
+    const headers = { authorization: basicAuth(registry.admin) };
+    const upload = request(uploadUrl, {
+      method: 'PATCH',
+      agent,
+      headers: { ...headers, 'content-type': 'application/octet-stream' },
+    });
+    upload.write(Buffer.alloc(MiB));
+    const download = await new Promise<IncomingMessage>((resolve, reject) =>
+      request(`${registry.url}/v2/close/app/blobs/${blob.digest}`, { agent, headers }, resolve)
+        .on('error', reject)
+        .end(),
+    );
+    t.equal(download.statusCode, 200);
+    download.pause();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+
+    const began = performance.now();
+    const closed = registry.close();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Both requests go on as if nothing happened.
+    upload.end(Buffer.alloc(1000));
+    const uploaded = await new Promise<IncomingMessage>((resolve) => upload.on('response', resolve));
+    t.equal(uploaded.statusCode, 202, 'the upload in flight was taken');
+    t.equal(uploaded.headers.connection, 'close', 'and its answer says the connection ends');
+    uploaded.resume();
+    const parts: Buffer[] = [];
+    download.on('data', (part: Buffer) => parts.push(part)).resume();
+    await new Promise((resolve) => download.on('end', resolve));
+    t.ok(Buffer.concat(parts).equals(blob.data), 'the download in flight got every byte');
+    await closed;
+    const seconds = (performance.now() - began) / 1000;
+    t.ok(
+      seconds < 10,
+      `the close ended both connections instead of waiting out their keep-alive (${seconds} s)`,
+    );
+  },
+);
