@@ -99,8 +99,8 @@ export class Distributions {
   constructor(
     private readonly db: Database,
     private readonly fleet: Fleet,
-    /** Told when a job is created or cancelled: it wakes the hosts' long polls (job-notices.ts). */
-    private readonly onJobsChanged: () => Promise<void> = async () => {},
+    /** Told the hosts of a job created or cancelled: it wakes their long polls (job-notices.ts). */
+    private readonly onJobsChanged: (hostIds: string[]) => Promise<void> = async () => {},
   ) {}
 
   /** The hosts a target names; unknown hosts and empty zones are refused. */
@@ -168,7 +168,7 @@ export class Distributions {
       }
       return { id: created, created: true };
     });
-    if (id.created) await this.jobsChanged();
+    if (id.created) await this.jobsChanged(hostIds);
     return { view: (await this.get(id.id))!, created: id.created };
   }
 
@@ -223,28 +223,28 @@ export class Distributions {
 
   async cancel(id: string): Promise<DistributionView | undefined> {
     if (!UUID.test(id)) return undefined;
-    const cancelled = await this.db.transaction(async (tx) => {
+    // The hosts still at work on the job: theirs are the live jobs that change.
+    const stopped = await this.db.transaction(async (tx) => {
       const rows = await tx.query(
         `UPDATE distributions SET status = 'cancelled', updated_at = CURRENT_TIMESTAMP,
            finished_at = CURRENT_TIMESTAMP WHERE id = $1 AND status IN ('pending', 'running') RETURNING id`,
         [id],
       );
-      if (rows.length > 0) {
-        await tx.query(
-          `UPDATE distribution_hosts SET status = 'cancelled', updated_at = CURRENT_TIMESTAMP
-           WHERE distribution_id = $1 AND status IN ('pending', 'running')`,
-          [id],
-        );
-      }
-      return rows.length > 0;
+      if (rows.length === 0) return [];
+      const hosts = await tx.query<{ host_id: string }>(
+        `UPDATE distribution_hosts SET status = 'cancelled', updated_at = CURRENT_TIMESTAMP
+         WHERE distribution_id = $1 AND status IN ('pending', 'running') RETURNING host_id`,
+        [id],
+      );
+      return hosts.map((row) => row.host_id);
     });
-    if (cancelled) await this.jobsChanged();
+    await this.jobsChanged(stopped);
     return this.get(id);
   }
 
-  /** Wakes the long polls; a notice that cannot be sent delays hosts to their next heartbeat only. */
-  private async jobsChanged(): Promise<void> {
-    await this.onJobsChanged().catch(() => {});
+  /** Wakes the hosts' long polls; a notice that cannot be sent delays them to their next heartbeat only. */
+  private async jobsChanged(hostIds: string[]): Promise<void> {
+    await this.onJobsChanged(hostIds).catch(() => {});
   }
 
   /** Jobs by status, and the age of the oldest live one (what a "stuck job" alert watches). */

@@ -118,7 +118,7 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
   });
   const fleet = new Fleet(db, config.heartbeatIntervalSeconds);
   const jobNotices = new JobNotices(state);
-  const distributions = new Distributions(db, fleet, () => jobNotices.changed());
+  const distributions = new Distributions(db, fleet, (hostIds) => jobNotices.changed(hostIds));
   registerFleetGauges(metrics, fleet, distributions);
   const dashboard = new Dashboard(
     fleet,

@@ -15,19 +15,19 @@ export interface StateStore {
   delete(key: string): Promise<void>;
   /** Runs `work` while holding a lock named `key` (across processes when backed by Redis). */
   withLock<T>(key: string, ttlMs: number, work: () => Promise<T>): Promise<T>;
-  /** Tells the subscribers of `channel`, in every process sharing the store, that something changed. */
-  publish(channel: string): Promise<void>;
-  /** Calls `listener` on every publish to `channel` until the returned function is called. */
-  subscribe(channel: string, listener: () => void): () => void;
+  /** Tells the subscribers of `channel`, in every process sharing the store, what changed. */
+  publish(channel: string, message?: string): Promise<void>;
+  /** Calls `listener` with every message published to `channel` until the returned function is called. */
+  subscribe(channel: string, listener: (message: string) => void): () => void;
   close(): Promise<void>;
 }
 
 /** The listeners of each channel in this process. */
 class Subscribers {
-  private readonly byChannel = new Map<string, Set<() => void>>();
+  private readonly byChannel = new Map<string, Set<(message: string) => void>>();
 
   /** Adds a listener; `first` runs when the channel had none in this process. */
-  add(channel: string, listener: () => void, first?: () => void): () => void {
+  add(channel: string, listener: (message: string) => void, first?: () => void): () => void {
     let listeners = this.byChannel.get(channel);
     if (!listeners) {
       listeners = new Set();
@@ -40,8 +40,8 @@ class Subscribers {
     };
   }
 
-  notify(channel: string): void {
-    for (const listener of this.byChannel.get(channel) ?? []) listener();
+  notify(channel: string, message: string): void {
+    for (const listener of this.byChannel.get(channel) ?? []) listener(message);
   }
 }
 
@@ -93,15 +93,17 @@ export class RedisStateStore implements StateStore {
     }
   }
 
-  async publish(channel: string): Promise<void> {
-    await this.redis.publish(`${this.prefix}notice:${channel}`, '');
+  async publish(channel: string, message = ''): Promise<void> {
+    await this.redis.publish(`${this.prefix}notice:${channel}`, message);
   }
 
-  subscribe(channel: string, listener: () => void): () => void {
+  subscribe(channel: string, listener: (message: string) => void): () => void {
     if (!this.subscriber) {
       this.subscriber = this.redis.duplicate();
       const prefix = `${this.prefix}notice:`;
-      this.subscriber.on('message', (name: string) => this.subscribers.notify(name.slice(prefix.length)));
+      this.subscriber.on('message', (name: string, message: string) =>
+        this.subscribers.notify(name.slice(prefix.length), message),
+      );
     }
     const subscriber = this.subscriber;
     return this.subscribers.add(channel, listener, () => {
@@ -175,11 +177,11 @@ export class LocalStateStore implements StateStore {
     }
   }
 
-  async publish(channel: string): Promise<void> {
-    this.subscribers.notify(channel);
+  async publish(channel: string, message = ''): Promise<void> {
+    this.subscribers.notify(channel, message);
   }
 
-  subscribe(channel: string, listener: () => void): () => void {
+  subscribe(channel: string, listener: (message: string) => void): () => void {
     return this.subscribers.add(channel, listener);
   }
 

@@ -102,7 +102,7 @@ export async function hostRoutes(app: FastifyInstance, context: RegistryContext)
         ended();
       });
       for (;;) {
-        const wait = context.jobNotices.wait(Math.max(0, deadline - Date.now()));
+        const wait = context.jobNotices.wait(hostId, Math.max(0, deadline - Date.now()));
         ended = wait.cancel;
         const jobs = await distributions.assignmentsFor(hostId);
         const changed = jobs.length !== known.size || jobs.some((job) => !known.has(job.id));
