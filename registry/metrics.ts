@@ -10,6 +10,7 @@ export interface RegistryMetrics extends ServiceMetrics {
   uploadsStarted: Counter;
   uploadsEnded: Counter<'outcome'>;
   torrentGeneration: Histogram;
+  signInsRefused: Counter<'reason'>;
 }
 
 export function createRegistryMetrics(): RegistryMetrics {
@@ -44,6 +45,12 @@ export function createRegistryMetrics(): RegistryMetrics {
       name: 'zedge_registry_torrent_generation_seconds',
       help: 'Time to compute a blob torrent (read + piece SHA-1s)',
       buckets: [0.01, 0.05, 0.2, 1, 5, 20, 60],
+      registers,
+    }),
+    signInsRefused: new Counter({
+      name: 'zedge_registry_sign_ins_refused_total',
+      help: 'Basic sign-ins refused, by reason (wrong_credentials, throttled)',
+      labelNames: ['reason'],
       registers,
     }),
   };

@@ -14,6 +14,7 @@ import { apiRoutes } from './api/routes.ts';
 import { Access } from './auth/access.ts';
 import { Accounts } from './auth/accounts.ts';
 import { Authenticator } from './auth/authenticate.ts';
+import { SignInThrottle } from './auth/sign-in-throttle.ts';
 import { tokenRoutes } from './auth/token-route.ts';
 import { Tokens } from './auth/tokens.ts';
 import { ChunkedUploads } from './chunked-uploads.ts';
@@ -138,7 +139,20 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     hashPool,
     metadata,
     accounts,
-    auth: new Authenticator(accounts, tokens),
+    auth: new Authenticator(
+      accounts,
+      tokens,
+      new SignInThrottle({
+        maxFailures: config.auth.signInMaxFailures,
+        windowSeconds: config.auth.signInWindowSeconds,
+        onEngaged: (address, username) =>
+          log.warn(
+            { address, username },
+            'too many failed sign-ins: this address is refused this username a while',
+          ),
+      }),
+      (reason) => metrics.signInsRefused.inc({ reason }),
+    ),
     access: new Access(db),
     fleet,
     distributions,

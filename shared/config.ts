@@ -53,6 +53,10 @@ export interface AuthConfig {
   jwtPublicKeyFile: string | undefined;
   /** Lifetime of the tokens GET /token and POST /api/v1/tokens issue. */
   tokenTtlSeconds: number;
+  /** Failed sign-ins of one username from one address before further tries get a 429; 0: no limit. */
+  signInMaxFailures: number;
+  /** The window those failures are counted in, from the first. */
+  signInWindowSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -118,6 +122,8 @@ export function registryConfig(env: Env = process.env): RegistryConfig {
       jwtPrivateKeyFile: env.ZEDGE_JWT_PRIVATE_KEY_FILE ? resolve(env.ZEDGE_JWT_PRIVATE_KEY_FILE) : undefined,
       jwtPublicKeyFile: env.ZEDGE_JWT_PUBLIC_KEY_FILE ? resolve(env.ZEDGE_JWT_PUBLIC_KEY_FILE) : undefined,
       tokenTtlSeconds: Math.max(30, integer(env, 'ZEDGE_TOKEN_TTL_SECONDS', 900)),
+      signInMaxFailures: integer(env, 'ZEDGE_SIGNIN_MAX_FAILURES', 10),
+      signInWindowSeconds: Math.max(1, integer(env, 'ZEDGE_SIGNIN_WINDOW_SECONDS', 300)),
     },
   };
 }

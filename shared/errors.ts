@@ -60,13 +60,22 @@ export class ProblemError extends Error {
   readonly status: number;
   readonly type: string;
   readonly title: string;
+  /** Response headers that go with it (Retry-After). */
+  readonly headers: Record<string, string>;
 
-  constructor(status: number, type: string, title: string, detail?: string) {
+  constructor(
+    status: number,
+    type: string,
+    title: string,
+    detail?: string,
+    headers: Record<string, string> = {},
+  ) {
     super(detail ?? title);
     this.name = 'ProblemError';
     this.status = status;
     this.type = type;
     this.title = title;
+    this.headers = headers;
   }
 
   toBody(instance?: string): Record<string, unknown> {
@@ -88,6 +97,10 @@ export const problems = {
   forbidden: (detail: string) => new ProblemError(403, 'forbidden', 'Forbidden', detail),
   unsupportedMediaType: (detail: string) =>
     new ProblemError(415, 'unsupported-media-type', 'Unsupported media type', detail),
+  tooManyRequests: (detail: string, retryAfterSeconds: number) =>
+    new ProblemError(429, 'too-many-requests', 'Too many requests', detail, {
+      'Retry-After': String(retryAfterSeconds),
+    }),
   unavailable: (detail: string) => new ProblemError(503, 'unavailable', 'Service unavailable', detail),
   badUpstream: (detail: string) => new ProblemError(502, 'bad-upstream', 'Bad upstream', detail),
   corruptUpstream: (detail: string) =>

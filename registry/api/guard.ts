@@ -6,6 +6,7 @@ import { problems } from '../../shared/errors.ts';
 import { Level, type Principal } from '../auth/access.ts';
 import type { User } from '../auth/accounts.ts';
 import { AuthError } from '../auth/authenticate.ts';
+import { SignInThrottledError } from '../auth/sign-in-throttle.ts';
 import type { RegistryContext } from '../context.ts';
 import type { Images, ImageView } from '../images.ts';
 
@@ -18,6 +19,8 @@ export async function principalOf(
     return await context.auth.principal(request, options);
   } catch (error) {
     if (error instanceof AuthError) throw problems.unauthorized(error.message);
+    if (error instanceof SignInThrottledError)
+      throw problems.tooManyRequests(error.message, error.retryAfterSeconds);
     throw error;
   }
 }

@@ -33,6 +33,7 @@ export async function apiRoutes(app: FastifyInstance, context: RegistryContext):
     const problem = problemOf(error);
     if (problem.status >= 500) request.log.error({ err: error }, 'api error');
     if (problem.status === 401) reply.header('WWW-Authenticate', `Basic realm="${SERVICE}"`);
+    reply.headers(problem.headers);
     reply.code(problem.status).type('application/problem+json').send(problem.toBody(request.url));
   });
 

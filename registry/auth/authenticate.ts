@@ -4,10 +4,12 @@
 // scrypt is slow on purpose, and clients such as agents send Basic credentials with every request, so a
 // verified pair is remembered by its hash together with the password hash it matched: the next request
 // with the same pair costs one lookup of the account, and a changed password (a new hash) is checked anew.
+// Pairs not remembered go through the sign-in throttle (sign-in-throttle.ts) before scrypt.
 import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { ANONYMOUS, type Principal } from './access.ts';
 import type { Accounts, User } from './accounts.ts';
+import { SignInThrottle } from './sign-in-throttle.ts';
 import { ANONYMOUS_SUBJECT, TokenError, type Tokens } from './tokens.ts';
 
 export class AuthError extends Error {
@@ -25,6 +27,9 @@ export class Authenticator {
   constructor(
     private readonly accounts: Accounts,
     readonly tokens: Tokens,
+    private readonly throttle = new SignInThrottle({ maxFailures: 0, windowSeconds: 0 }),
+    /** Told of every Basic sign-in refused: for a wrong pair, or by the throttle. */
+    private readonly onRefused: (reason: 'wrong_credentials' | 'throttled') => void = () => {},
   ) {}
 
   /**
@@ -39,13 +44,14 @@ export class Authenticator {
       found =
         token && !request.headers.authorization
           ? this.bearer(token)
-          : this.fromHeader(request.headers.authorization);
+          : this.fromHeader(request.headers.authorization, request.ip);
       this.principals.set(request, found);
     }
     return found;
   }
 
-  async fromHeader(header: string | undefined): Promise<Principal> {
+  /** `address`: the client's, whose failed sign-ins the throttle counts (unknown ones share a count). */
+  async fromHeader(header: string | undefined, address = ''): Promise<Principal> {
     if (header === undefined || header === '') return ANONYMOUS;
     if (header.length > MAX_HEADER) throw new AuthError('the Authorization header is too long');
     const space = header.indexOf(' ');
@@ -57,12 +63,15 @@ export class Authenticator {
     const decoded = Buffer.from(value, 'base64').toString('utf8');
     const colon = decoded.indexOf(':');
     if (colon <= 0) throw new AuthError('malformed Basic credentials');
-    const user = await this.basic(decoded.slice(0, colon), decoded.slice(colon + 1));
+    const user = await this.basic(decoded.slice(0, colon), decoded.slice(colon + 1), address);
     return { user, scope: undefined, via: 'basic' };
   }
 
-  /** The user a username and password sign in as; AuthError when they do not. */
-  async basic(username: string, password: string): Promise<User> {
+  /**
+   * The user a username and password sign in as; AuthError when they do not, SignInThrottledError
+   * when `address` failed too often for `username` (even with the right password).
+   */
+  async basic(username: string, password: string, address = ''): Promise<User> {
     const key = createHash('sha256').update(username).update('\0').update(password).digest('base64');
     const remembered = this.verified.get(key);
     if (remembered) {
@@ -70,8 +79,19 @@ export class Authenticator {
       if (account && account.hash === remembered) return account.user;
       this.verified.delete(key);
     }
+    try {
+      this.throttle.check(address, username);
+    } catch (error) {
+      this.onRefused('throttled');
+      throw error;
+    }
     const account = await this.accounts.verify(username, password);
-    if (!account) throw new AuthError('invalid username or password');
+    if (!account) {
+      this.throttle.failed(address, username);
+      this.onRefused('wrong_credentials');
+      throw new AuthError('invalid username or password');
+    }
+    this.throttle.succeeded(address, username);
     if (this.verified.size >= MAX_REMEMBERED) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(key, account.hash);
     return account.user;

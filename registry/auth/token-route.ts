@@ -9,6 +9,7 @@ import { isValidRepositoryName } from '../../shared/digest.ts';
 import { OciError } from '../../shared/errors.ts';
 import type { RegistryContext } from '../context.ts';
 import { AuthError } from './authenticate.ts';
+import { SignInThrottledError, throttledOciError } from './sign-in-throttle.ts';
 import { type AccessEntry, ANONYMOUS_SUBJECT, SERVICE } from './tokens.ts';
 
 /** The challenge /v2 sends with a 401: where to get a token, for what. */
@@ -58,6 +59,10 @@ export async function tokenRoutes(app: FastifyInstance, context: RegistryContext
         principal = await auth.principal(request);
       } catch (error) {
         if (error instanceof AuthError) return refuse(reply, 401, 'UNAUTHORIZED', error.message);
+        if (error instanceof SignInThrottledError) {
+          const refusal = throttledOciError(error);
+          return reply.code(refusal.status).headers(refusal.headers).send(refusal.toBody());
+        }
         throw error;
       }
       if (principal.scope)

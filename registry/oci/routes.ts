@@ -14,6 +14,7 @@ import { effectiveArtifactType, parseManifest, requiredBlobs } from '../../share
 import { MediaTypes } from '../../shared/media-types.ts';
 import type { Principal, RepositoryAction } from '../auth/access.ts';
 import { AuthError } from '../auth/authenticate.ts';
+import { SignInThrottledError, throttledOciError } from '../auth/sign-in-throttle.ts';
 import { bearerChallenge } from '../auth/token-route.ts';
 import { sendBlob } from '../blob-response.ts';
 import type { RegistryContext } from '../context.ts';
@@ -159,6 +160,7 @@ export async function ociRoutes(app: FastifyInstance, context: RegistryContext):
       principal = await context.auth.principal(request);
     } catch (error) {
       if (error instanceof AuthError) throw unauthorized(error.message, scope);
+      if (error instanceof SignInThrottledError) throw throttledOciError(error);
       throw error;
     }
     if (route.kind === 'base') {
