@@ -5,15 +5,16 @@
 //
 // A piece is ready once its bytes are on disk and hash to the torrent's SHA-1: the layer's own digest
 // is only known when the layer is complete, so the flight holds back its last byte, and the last piece
-// is ready once the whole layer checked out. Reads go to the fetch's partial file, then to the cached
+// is ready once the whole layer checked out. A piece just checked is kept whole for the peers that ask
+// for it first (it was just offered to them). Reads go to the fetch's partial file, then to the cached
 // file: the fetch's hold on its file pins the cache entry, and a seeded layer must stay evictable.
 import { createHash } from 'node:crypto';
 import { type FileHandle, open } from 'node:fs/promises';
 import type { Flight } from '../shared/layer-flight.ts';
 import type { LayerFile } from '../shared/layer-transfer.ts';
+import { readFully } from '../shared/torrent/file-chunk-store.ts';
+import { RecentPieces } from '../shared/torrent/recent-pieces.ts';
 import type { PieceSource } from './layer-chunk-store.ts';
-
-const HASH_READ_BYTES = 1024 * 1024;
 
 interface OpenFile {
   handle: FileHandle;
@@ -37,7 +38,9 @@ export interface FetchingLayerOptions {
 
 export class FetchingLayer implements PieceSource {
   readonly pieceCount: number;
+  private readonly size: number;
   private readonly ready: Uint8Array;
+  private readonly recent: RecentPieces;
   private readonly waiters = new Map<number, { resolve(): void; reject(error: Error): void }[]>();
   private file: OpenFile;
   private failure: Error | undefined;
@@ -48,8 +51,10 @@ export class FetchingLayer implements PieceSource {
     partial: LayerFile,
     private readonly options: FetchingLayerOptions,
   ) {
+    this.size = partial.size;
     this.pieceCount = Math.ceil(partial.size / options.pieceLength);
     this.ready = new Uint8Array(this.pieceCount);
+    this.recent = new RecentPieces(options.pieceLength);
     this.file = { handle: partial.handle, reads: 0, retired: false, release: () => partial.release() };
     void this.follow(partial).catch((error: Error) => this.fail(error));
   }
@@ -75,24 +80,26 @@ export class FetchingLayer implements PieceSource {
     });
   }
 
-  async read(offset: number, length: number): Promise<Buffer> {
-    const file = this.file;
-    file.reads++;
-    try {
-      const buffer = Buffer.allocUnsafe(length);
-      const { bytesRead } = await file.handle.read(buffer, 0, length, offset);
-      if (bytesRead !== length) throw new Error(`layer file ended at ${offset + bytesRead}`);
-      return buffer;
-    } finally {
-      file.reads--;
-      this.releaseIfRetired(file);
-    }
+  /** A ready piece, whole: from memory, or from the file it is in now. */
+  piece(index: number): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Error('no longer seeded'));
+    return this.recent.get(index, async () => {
+      const file = this.file;
+      file.reads++;
+      try {
+        return await readPiece(file.handle, index, this.options.pieceLength, this.size);
+      } finally {
+        file.reads--;
+        this.releaseIfRetired(file);
+      }
+    });
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     this.fail(new Error('no longer seeded'));
+    this.recent.clear();
     this.file.retired = true;
     this.releaseIfRetired(this.file);
   }
@@ -100,10 +107,8 @@ export class FetchingLayer implements PieceSource {
   /** Checks each piece, in order, once the partial file holds it; then moves to the cached file. */
   private async follow(partial: LayerFile): Promise<void> {
     const { pieceLength, pieceHashes } = this.options;
-    const buffer = Buffer.allocUnsafe(Math.min(pieceLength, HASH_READ_BYTES));
     for (let index = 0; index < this.pieceCount; index++) {
-      const start = index * pieceLength;
-      const end = Math.min(partial.size, start + pieceLength);
+      const end = Math.min(partial.size, (index + 1) * pieceLength);
       while (partial.readable() < end) {
         const failure = partial.failure();
         if (failure) throw failure;
@@ -111,20 +116,11 @@ export class FetchingLayer implements PieceSource {
         await partial.changed();
       }
       if (this.closed) return;
-      const hash = createHash('sha1');
-      for (let position = start; position < end; ) {
-        const { bytesRead } = await partial.handle.read(
-          buffer,
-          0,
-          Math.min(buffer.length, end - position),
-          position,
-        );
-        if (bytesRead === 0) throw new Error(`layer file ended at ${position}`);
-        hash.update(buffer.subarray(0, bytesRead));
-        position += bytesRead;
-      }
-      if (!hash.digest().equals(pieceHashes.subarray(index * 20, index * 20 + 20)))
+      const piece = await readPiece(partial.handle, index, pieceLength, partial.size);
+      const hash = createHash('sha1').update(piece).digest();
+      if (!hash.equals(pieceHashes.subarray(index * 20, index * 20 + 20)))
         throw new Error(`piece ${index} of ${this.flight.digest} does not match its torrent`);
+      this.recent.remember(index, piece);
       this.ready[index] = 1;
       for (const waiter of this.waiters.get(index) ?? []) waiter.resolve();
       this.waiters.delete(index);
@@ -155,4 +151,16 @@ export class FetchingLayer implements PieceSource {
   private releaseIfRetired(file: OpenFile): void {
     if (file.retired && file.reads === 0) file.release();
   }
+}
+
+async function readPiece(
+  handle: FileHandle,
+  index: number,
+  pieceLength: number,
+  size: number,
+): Promise<Buffer> {
+  const start = index * pieceLength;
+  const piece = Buffer.allocUnsafe(Math.min(pieceLength, size - start));
+  await readFully(handle.fd, piece, start);
+  return piece;
 }

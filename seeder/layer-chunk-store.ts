@@ -9,7 +9,8 @@ import { type BlockOptions, blockRequest, type Callback } from '../shared/torren
 export interface PieceSource {
   /** Resolves once piece `index` may be read; rejects when it never will be. */
   whenReady(index: number): Promise<void>;
-  read(offset: number, length: number): Promise<Buffer>;
+  /** A ready piece, whole (blocks are lent out as views of it). */
+  piece(index: number): Promise<Buffer>;
   close(): void;
 }
 
@@ -29,11 +30,12 @@ export class LayerChunkStore {
   get(index: number, options: BlockOptions | Callback<Buffer>, callback?: Callback<Buffer>): void {
     const request = blockRequest(this.chunkLength, this.length, index, options, callback);
     if (!request) return;
+    const offset = request.start - index * this.chunkLength;
     this.source
       .whenReady(index)
-      .then(() => this.source.read(request.start, request.length))
+      .then(() => this.source.piece(index))
       .then(
-        (buffer) => request.callback(null, buffer),
+        (piece) => request.callback(null, piece.subarray(offset, offset + request.length)),
         (error: Error) => request.callback(error),
       );
   }

@@ -3,21 +3,14 @@
 // or caches into a fresh zeroed array; in the 20-host swarm benchmark those copies were about a tenth
 // of the agents' CPU time.
 //
-// Peers ask for a piece's 16 KiB blocks one after another, and most for the pieces a host has just
-// got (they are the rarest): the pieces last written or read are kept whole for a few seconds, and
-// blocks are handed out as views of them. Reading each block on its own cost one thread-pool round
-// trip per block, about as much as the copies.
+// The pieces last written or read are kept whole for a few seconds (recent-pieces.ts), and blocks are
+// handed out as views of them.
 //
 // The file belongs to the layer cache: closing or destroying the store never removes it.
 import { close, constants, open, read, write } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { LRUCache } from 'lru-cache';
-
-/** Memory for whole pieces per store, unless two pieces need more. */
-const RECENT_PIECES_BYTES = 4 * 1024 * 1024;
-/** A piece not asked for in this long leaves memory (an idle seed keeps none). */
-const RECENT_PIECES_TTL_MS = 5_000;
+import { RecentPieces } from './recent-pieces.ts';
 
 export type Callback<T = void> = (error: Error | null, value?: T) => void;
 
@@ -65,8 +58,7 @@ export class FileChunkStore {
   // number could take a late write meant for this file.
   private inFlight = 0;
   private onIdle: (() => void) | undefined;
-  private readonly recent: LRUCache<number, Buffer>;
-  private readonly reading = new Map<number, Promise<Buffer>>();
+  private readonly recent: RecentPieces;
 
   constructor(
     readonly chunkLength: number,
@@ -76,13 +68,7 @@ export class FileChunkStore {
     if (!file || more.length > 0) throw new Error('a layer torrent holds exactly one file');
     this.path = join(options.path, file.path);
     this.length = options.length;
-    this.recent = new LRUCache<number, Buffer>({
-      maxSize: Math.max(RECENT_PIECES_BYTES, 2 * chunkLength),
-      sizeCalculation: (piece) => piece.length,
-      ttl: RECENT_PIECES_TTL_MS,
-      ttlAutopurge: true,
-      updateAgeOnGet: true,
-    });
+    this.recent = new RecentPieces(chunkLength);
   }
 
   get(index: number, options: BlockOptions | Callback<Buffer>, callback?: Callback<Buffer>): void {
@@ -99,7 +85,7 @@ export class FileChunkStore {
     this.withFile((fd) => writeFully(fd, buffer, index * this.chunkLength)).then(() => {
       // webtorrent keeps no hold on a piece it gave away: it can be lent out as is.
       if (!this.closed)
-        this.recent.set(index, Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength));
+        this.recent.remember(index, Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength));
       callback(null);
     }, callback);
   }
@@ -127,23 +113,15 @@ export class FileChunkStore {
     this.close(callback);
   }
 
-  /** A whole piece, from memory or read once however many blocks of it are asked for meanwhile. */
+  /** A whole piece, from memory or from the file. */
   private piece(index: number): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Error('store is closed'));
-    const recent = this.recent.get(index);
-    if (recent) return Promise.resolve(recent);
-    const pending = this.reading.get(index);
-    if (pending) return pending;
-    const start = index * this.chunkLength;
-    const piece = Buffer.allocUnsafe(Math.min(this.chunkLength, this.length - start));
-    const reading = this.withFile((fd) => readFully(fd, piece, start))
-      .then(() => {
-        this.recent.set(index, piece);
-        return piece;
-      })
-      .finally(() => this.reading.delete(index));
-    this.reading.set(index, reading);
-    return reading;
+    return this.recent.get(index, async () => {
+      const start = index * this.chunkLength;
+      const piece = Buffer.allocUnsafe(Math.min(this.chunkLength, this.length - start));
+      await this.withFile((fd) => readFully(fd, piece, start));
+      return piece;
+    });
   }
 
   private async withFile(operation: (fd: number) => Promise<void>): Promise<void> {
@@ -178,7 +156,9 @@ type Transfer = (
   callback: (error: Error | null, bytes: number) => void,
 ) => void;
 
-const readFully = (fd: number, buffer: Uint8Array, position: number) => fully(read, fd, buffer, position);
+/** Fills `buffer` from the file at `position`. */
+export const readFully = (fd: number, buffer: Uint8Array, position: number) =>
+  fully(read, fd, buffer, position);
 const writeFully = (fd: number, buffer: Uint8Array, position: number) => fully(write, fd, buffer, position);
 
 /** Reads or writes all of `buffer` at `position`, however many calls it takes. */
