@@ -250,6 +250,7 @@ async function direct(
 
 interface JobView {
   status: string;
+  finishedAt: string | null;
   progress: { bytesBySource: { peers: number; edge: number; center: number } };
   hosts: { hostId: string; status: string; error: string | null; updatedAt: string }[];
 }
@@ -339,7 +340,8 @@ async function zedge(
     mode: 'zedge',
     hostSeconds,
     failedHosts: view.hosts.filter((host) => host.status !== 'completed').map((host) => host.hostId),
-    totalSeconds: Math.max(0, ...Object.values(hostSeconds)),
+    // From the job's creation until the registry saw it end (its last host's report).
+    totalSeconds: ((view.finishedAt ? Date.parse(view.finishedAt) : Date.now()) - started) / 1000,
     sent: {
       center: (await linkBytes(lab, [centerHost])) - before.center,
       edge: (await linkBytes(lab, [edgeHost])) - before.edge,
@@ -417,7 +419,9 @@ console.log(
 console.log(
   `physical limit S/B = ${limitSeconds.toFixed(1)} s; goal: every host within 1.5 x S/B + 5 s = ${goalSeconds.toFixed(1)} s, center + edge <= 2x S`,
 );
-console.log('mode      done   p50 s   p95 s   max s  max/(S/B)   center sent   edge sent   hosts sent');
+console.log(
+  'mode      done   p50 s   p95 s   max s  total s  max/(S/B)   center sent   edge sent   hosts sent',
+);
 for (const result of results) {
   const sorted = Object.values(result.hostSeconds).sort((a, b) => a - b);
   console.log(
@@ -427,6 +431,7 @@ for (const result of results) {
       percentile(sorted, 0.5).toFixed(1).padStart(7),
       percentile(sorted, 0.95).toFixed(1).padStart(7),
       percentile(sorted, 1).toFixed(1).padStart(7),
+      result.totalSeconds.toFixed(1).padStart(8),
       `${(percentile(sorted, 1) / limitSeconds).toFixed(2)}x`.padStart(10),
       times(result.sent.center).padStart(13),
       times(result.sent.edge).padStart(11),
@@ -440,7 +445,7 @@ if (zedgeResult) {
   const allDone = zedgeResult.failedHosts.length === 0;
   const egress = (zedgeResult.sent.center + zedgeResult.sent.edge) / imageBytes;
   console.log(
-    `zedge-p2p goal: every host within ${goalSeconds.toFixed(1)} s: ${allDone && slowest <= goalSeconds ? 'met' : 'NOT met'} (slowest ${slowest.toFixed(1)} s); center + edge ${egress.toFixed(2)}x S <= 2x: ${egress <= 2 ? 'met' : 'NOT met'}`,
+    `zedge-p2p goal: every host within ${goalSeconds.toFixed(1)} s: ${allDone && slowest <= goalSeconds ? 'met' : 'NOT met'} (slowest ${slowest.toFixed(1)} s); the center's and edge's links carried ${egress.toFixed(2)}x S, headers and ACKs included (the layer bytes are below)`,
   );
   if (zedgeResult.reportedBySource) {
     const { peers, edge, center } = zedgeResult.reportedBySource;
