@@ -1,5 +1,5 @@
 // Listening on a configured address (port 0 picks a free one) and naming the URL that came of it, and
-// closing without waiting on idle keep-alive connections.
+// closing without waiting out the keep-alive of connections that were busy when the close began.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 

@@ -4,12 +4,13 @@
 // scrypt is slow on purpose, and clients such as agents send Basic credentials with every request, so a
 // verified pair is remembered by its hash together with the password hash it matched: the next request
 // with the same pair costs one lookup of the account, and a changed password (a new hash) is checked anew.
-// Pairs not remembered go through the sign-in throttle (sign-in-throttle.ts) before scrypt.
+// A pair not remembered is checked once however many requests bring it at the same time (an agent
+// starting up), after the sign-in throttle (sign-in-throttle.ts) let it through.
 import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { ANONYMOUS, type Principal } from './access.ts';
 import type { Accounts, User } from './accounts.ts';
-import { SignInThrottle } from './sign-in-throttle.ts';
+import { type CheckOutcome, SignInThrottle } from './sign-in-throttle.ts';
 import { ANONYMOUS_SUBJECT, TokenError, type Tokens } from './tokens.ts';
 
 export class AuthError extends Error {
@@ -23,6 +24,8 @@ export class Authenticator {
   // sha256(username, password) -> the password hash they were verified against.
   private readonly verified = new Map<string, string>();
   private readonly principals = new WeakMap<object, Promise<Principal>>();
+  // sha256(username, password) -> its check in progress.
+  private readonly checking = new Map<string, Promise<{ user: User; hash: string } | undefined>>();
 
   constructor(
     private readonly accounts: Accounts,
@@ -79,22 +82,40 @@ export class Authenticator {
       if (account && account.hash === remembered) return account.user;
       this.verified.delete(key);
     }
-    try {
-      this.throttle.check(address, username);
-    } catch (error) {
-      this.onRefused('throttled');
-      throw error;
-    }
-    const account = await this.accounts.verify(username, password);
+    const account = await (this.checking.get(key) ?? this.check(key, username, password, address));
     if (!account) {
-      this.throttle.failed(address, username);
       this.onRefused('wrong_credentials');
       throw new AuthError('invalid username or password');
     }
-    this.throttle.succeeded(address, username);
-    if (this.verified.size >= MAX_REMEMBERED) this.verified.delete(this.verified.keys().next().value!);
-    this.verified.set(key, account.hash);
     return account.user;
+  }
+
+  /** Checks a pair with scrypt, if the throttle lets `address` try; remembers it when it is right. */
+  private check(key: string, username: string, password: string, address: string) {
+    let ended: (outcome: CheckOutcome) => void;
+    try {
+      ended = this.throttle.begin(address, username);
+    } catch (error) {
+      this.onRefused('throttled');
+      return Promise.reject(error);
+    }
+    const checking = this.accounts.verify(username, password).then(
+      (account) => {
+        ended(account ? 'signed-in' : 'wrong');
+        if (account) {
+          if (this.verified.size >= MAX_REMEMBERED) this.verified.delete(this.verified.keys().next().value!);
+          this.verified.set(key, account.hash);
+        }
+        return account;
+      },
+      (error: unknown) => {
+        ended('error');
+        throw error;
+      },
+    );
+    this.checking.set(key, checking);
+    void checking.finally(() => this.checking.delete(key)).catch(() => {});
+    return checking;
   }
 
   async bearer(token: string): Promise<Principal> {

@@ -32,38 +32,56 @@ export interface SignInThrottleOptions {
 // Enough for a scan from many addresses; the oldest counts give way first.
 const MAX_TRACKED = 100_000;
 
+/** One address's tries at one username in the current window. */
+interface Tries {
+  failures: number;
+  /** Passwords being checked now: a guesser's parallel tries count before scrypt answers them. */
+  pending: number;
+  until: number;
+}
+
+/** How a password check ended: `error` (the database failed, say) counts as no try. */
+export type CheckOutcome = 'signed-in' | 'wrong' | 'error';
+
 export class SignInThrottle {
-  private readonly failures = new LRUCache<string, { count: number; until: number }>({ max: MAX_TRACKED });
+  private readonly tries = new LRUCache<string, Tries>({ max: MAX_TRACKED });
 
   constructor(private readonly options: SignInThrottleOptions) {}
 
-  /** Throws SignInThrottledError while `address` may not try `username` again. */
-  check(address: string, username: string): void {
-    const entry = this.live(address, username);
-    if (entry && entry.count >= this.options.maxFailures)
-      throw new SignInThrottledError(Math.max(1, Math.ceil((entry.until - Date.now()) / 1000)));
-  }
-
-  /** A wrong password (or unknown username); returns how many failures the window holds now. */
-  failed(address: string, username: string): number {
-    if (this.options.maxFailures <= 0) return 0;
-    const entry = this.live(address, username) ?? {
-      count: 0,
-      until: Date.now() + this.options.windowSeconds * 1000,
+  /**
+   * Begins a password check of `username` from `address`; call the returned function with how it
+   * ended. Throws SignInThrottledError, and nothing is checked, while the address has no tries left.
+   */
+  begin(address: string, username: string): (outcome: CheckOutcome) => void {
+    const { maxFailures, windowSeconds, onEngaged } = this.options;
+    if (maxFailures <= 0) return () => {};
+    const key = keyOf(address, username);
+    const tries = this.current(key) ?? { failures: 0, pending: 0, until: Date.now() + windowSeconds * 1000 };
+    if (tries.failures + tries.pending >= maxFailures)
+      throw new SignInThrottledError(Math.max(1, Math.ceil((tries.until - Date.now()) / 1000)));
+    tries.pending++;
+    this.tries.set(key, tries);
+    return (outcome) => {
+      tries.pending--;
+      if (outcome === 'signed-in') this.tries.delete(key);
+      else if (outcome === 'wrong') {
+        tries.failures++;
+        if (tries.failures === maxFailures) onEngaged?.(address, username);
+      }
     };
-    entry.count++;
-    this.failures.set(keyOf(address, username), entry);
-    if (entry.count === this.options.maxFailures) this.options.onEngaged?.(address, username);
-    return entry.count;
   }
 
-  succeeded(address: string, username: string): void {
-    this.failures.delete(keyOf(address, username));
-  }
-
-  private live(address: string, username: string): { count: number; until: number } | undefined {
-    const entry = this.failures.get(keyOf(address, username));
-    return entry && entry.until > Date.now() ? entry : undefined;
+  /** The tries of the current window; a window that is over starts again. */
+  private current(key: string): Tries | undefined {
+    const tries = this.tries.get(key);
+    if (!tries || tries.until > Date.now()) return tries;
+    if (tries.pending === 0) {
+      this.tries.delete(key);
+      return undefined;
+    }
+    tries.failures = 0;
+    tries.until = Date.now() + this.options.windowSeconds * 1000;
+    return tries;
   }
 }
 

@@ -1,7 +1,7 @@
 // Failed sign-ins are limited per client address and username: after ZEDGE_SIGNIN_MAX_FAILURES wrong
 // passwords, that address gets 429 with Retry-After for that username on /v2, /token and /api/v1,
-// even with the right password, until the window ends. Other usernames, other addresses and
-// credentials already verified are not held up.
+// even with the right password, until the window ends; guesses sent at once count before they are
+// checked. Other usernames, other addresses and credentials already verified are not held up.
 import { request } from 'node:http';
 import t from 'tap';
 import { basicAuth, type Credentials, createUser } from '../../test/support/auth.ts';
@@ -74,6 +74,24 @@ t.test('wrong passwords from one address hold up that username there, and nothin
   );
   t.equal(await metric(url, 'zedge_registry_sign_ins_refused_total', { reason: 'wrong_credentials' }), 6);
   t.equal(await metric(url, 'zedge_registry_sign_ins_refused_total', { reason: 'throttled' }), 4);
+
+  // Guesses sent all at once count before scrypt answers any of them.
+  const dave = await createUser(url, 'dave');
+  const guesses = await Promise.all(
+    Array.from({ length: 10 }, (_, index) => getFrom(`${url}/v2/`, { ...dave, password: `guess-${index}` })),
+  );
+  t.same(
+    guesses.map((answer) => answer.status).sort(),
+    [401, 401, 401, ...Array(7).fill(429)],
+    'ten guesses at once: three checked, seven refused',
+  );
+  // The right password sent by many requests at once (an agent starting) is checked once.
+  const erin = await createUser(url, 'erin');
+  const burst = await Promise.all(Array.from({ length: 10 }, () => getFrom(`${url}/v2/`, erin)));
+  t.ok(
+    burst.every((answer) => answer.status === 200),
+    'ten requests with the right password at once all sign in',
+  );
 
   await new Promise((resolve) => setTimeout(resolve, 3100));
   t.equal((await getFrom(`${url}/v2/`, bob)).status, 200, 'once the window is over, bob signs in');
