@@ -14,14 +14,19 @@ export async function listenHttp(
   return { url: `http://${host.includes(':') ? `[${host}]` : host}:${bound}`, port: bound };
 }
 
+/** How long a closing service lets the requests in flight finish before it cuts their connections. */
+export const CLOSE_GRACE_MS = 10_000;
+
 /**
- * Makes the close of `app` end the connections of the requests in flight once they are answered. The
- * server closes the connections idle at the close and fastify answers later requests 503, but an
- * answer sent during the close would keep its connection open for the keep-alive timeout, and the
- * close with it. Call when the app is built.
+ * Makes the close of `app` end the connections of the requests in flight once they are answered, and
+ * cut whatever is still open after CLOSE_GRACE_MS. The server closes the connections idle at the close
+ * and fastify answers later requests 503, but an answer sent during the close would keep its
+ * connection open for the keep-alive timeout (72 s), and the close with it; so would a client that
+ * stalls mid-request. Call when the app is built.
  */
 export function endConnectionsOnClose(app: FastifyInstance): void {
   const inFlight = new Set<ServerResponse>();
+  let cutOff: NodeJS.Timeout | undefined;
   app.server.on('request', (_request: IncomingMessage, response: ServerResponse) => {
     inFlight.add(response);
     response.once('close', () => inFlight.delete(response));
@@ -33,6 +38,11 @@ export function endConnectionsOnClose(app: FastifyInstance): void {
       const { socket } = response;
       response.once('close', () => socket?.end());
     }
+    cutOff = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS).unref();
+    done();
+  });
+  app.addHook('onClose', (_instance, done) => {
+    clearTimeout(cutOff);
     done();
   });
 }

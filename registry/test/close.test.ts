@@ -1,7 +1,9 @@
 // Closing a registry with requests in flight: each is answered and its connection ends with it, so the
-// close does not wait out the keep-alive timeout (72 s) of connections that were busy when it began.
+// close does not wait out the keep-alive timeout (72 s) of connections that were busy when it began;
+// a request still unfinished after the grace period is cut.
 import { Agent, type IncomingMessage, request } from 'node:http';
 import t from 'tap';
+import { CLOSE_GRACE_MS } from '../../shared/listen.ts';
 import { basicAuth } from '../../test/support/auth.ts';
 import { provisionBackend, startRegistry } from '../../test/support/backends.ts';
 import { pushBlobMonolithic, randomBlob } from '../../test/support/oci.ts';
@@ -58,3 +60,30 @@ t.test(
     );
   },
 );
+
+t.test('a client that stalls mid-request is cut after the grace period, not waited for', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const registry = await startRegistry(t, resources);
+  const started = await registry.fetch(`${registry.url}/v2/close/stall/blobs/uploads/`, { method: 'POST' });
+  const stalled = request(new URL(started.headers.get('location')!, registry.url), {
+    method: 'PATCH',
+    headers: {
+      authorization: basicAuth(registry.admin),
+      'content-type': 'application/octet-stream',
+      'content-length': String(2 * MiB),
+    },
+  });
+  const cut = new Promise<void>((resolve) => stalled.on('error', () => resolve()).on('close', resolve));
+  stalled.write(Buffer.alloc(MiB));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+
+  const began = performance.now();
+  // Uploads may take as long as they need (no request timeout): only the close's grace ends this one.
+  await registry.close();
+  const seconds = (performance.now() - began) / 1000;
+  await cut;
+  t.ok(
+    seconds >= CLOSE_GRACE_MS / 1000 - 1 && seconds < CLOSE_GRACE_MS / 1000 + 5,
+    `closed after the grace period (${seconds} s)`,
+  );
+});
