@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import type { Digest } from '../shared/digest.ts';
-import { problems } from '../shared/errors.ts';
+import { ProblemError, problems } from '../shared/errors.ts';
 
 const ALLOWED_FOR_MS = 60_000;
 const DENIED_FOR_MS = 5_000;
@@ -24,10 +24,12 @@ export interface Credentials {
 }
 
 type Answer = { verdict: 'allowed' | 'unauthorized' | 'forbidden'; at: number };
+/** What the center said: a verdict, or that it refuses the caller's sign-ins for a while (not kept). */
+type Asked = Answer['verdict'] | { retryAfterSeconds: number };
 
 export class LayerAccess {
   private readonly answers = new Map<string, Answer>();
-  private readonly asking = new Map<string, Promise<Answer['verdict']>>();
+  private readonly asking = new Map<string, Promise<Asked>>();
   private saveTimer: NodeJS.Timeout | undefined;
   private saving: Promise<void> = Promise.resolve();
 
@@ -73,9 +75,16 @@ export class LayerAccess {
           asking = this.ask(credentials, digest).finally(() => this.asking.delete(key));
           this.asking.set(key, asking);
         }
-        verdict = await asking;
+        const asked = await asking;
+        if (typeof asked === 'object')
+          throw problems.tooManyRequests(
+            'the center refuses these credentials for now: too many failed sign-ins',
+            asked.retryAfterSeconds,
+          );
+        verdict = asked;
         this.remember(key, verdict);
       } catch (error) {
+        if (error instanceof ProblemError) throw error;
         if (known?.verdict === 'allowed' && age < STALE_ALLOWED_MS) verdict = 'allowed';
         else
           throw problems.badUpstream(
@@ -88,7 +97,7 @@ export class LayerAccess {
       throw problems.forbidden(`the center does not let this caller read ${digest}`);
   }
 
-  private async ask(credentials: Credentials, digest: Digest): Promise<Answer['verdict']> {
+  private async ask(credentials: Credentials, digest: Digest): Promise<Asked> {
     const query = credentials.token ? `?token=${encodeURIComponent(credentials.token)}` : '';
     const response = await fetch(`${this.centerUrl}/api/v1/blobs/${digest}${query}`, {
       method: 'HEAD',
@@ -100,6 +109,8 @@ export class LayerAccess {
     if (response.ok || response.status === 404) return 'allowed';
     if (response.status === 401) return 'unauthorized';
     if (response.status === 403) return 'forbidden';
+    if (response.status === 429)
+      return { retryAfterSeconds: Math.max(1, Number(response.headers.get('retry-after')) || 1) };
     throw new Error(`the center answered ${response.status}`);
   }
 

@@ -19,7 +19,7 @@ export async function seederRoutes(app: FastifyInstance, context: SeederContext)
     const problem = toProblem(error);
     if (problem.status >= 500 && problem.status !== 502 && problem.status !== 507)
       request.log.error({ err: error }, 'request failed');
-    if (error instanceof OciError) reply.headers(error.headers);
+    reply.headers(error instanceof OciError ? error.headers : problem.headers);
     reply.code(problem.status).type('application/problem+json').send(problem.toBody(request.url));
   });
 

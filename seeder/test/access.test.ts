@@ -79,3 +79,26 @@ t.test('the center decides who reads layers from the edge', async (t) => {
   t.equal(adminWarm.status, 202, 'the admin may warm anything');
   await adminWarm.body?.cancel();
 });
+
+t.test("password guesses through the edge meet the center's throttle: a 429, not a 502", async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const { registry } = await startRegistryAndTracker(t, resources, {
+    registry: { ZEDGE_SIGNIN_MAX_FAILURES: '2', ZEDGE_SIGNIN_WINDOW_SECONDS: '60' },
+  });
+  const secret = await pushImage(registry, 'ops/guarded', 'v1', [3000]);
+  const seeder = await startSeeder(t, { ZEDGE_REGISTRY_URL: registry.url });
+  const victim = await createUser(registry.url, 'victim');
+  const url = `${seeder.url}/api/v1/blobs/${secret.layers[0]!.digest}`;
+  for (const guess of ['guess-1', 'guess-2']) {
+    const answer = await fetchAs({ ...victim, password: guess })(url);
+    t.equal(answer.status, 401, `${guess}: the center says wrong, the edge says 401`);
+    await answer.body?.cancel();
+  }
+  const throttled = await fetchAs({ ...victim, password: 'guess-3' })(url);
+  t.equal(throttled.status, 429, 'the center throttles the guesser: so does the edge');
+  t.ok(Number(throttled.headers.get('retry-after')) >= 1, "with the center's Retry-After");
+  t.match(await throttled.json(), { status: 429, type: /too-many-requests/ });
+  const admin = await asAdmin(url);
+  t.equal(admin.status, 200, 'other callers go on reading through the edge');
+  await admin.body?.cancel();
+});
