@@ -27,12 +27,17 @@ export interface LayerFile {
 const RECYCLED_BUFFERS = 4;
 const RECYCLED_BUFFER_SIZE = 1024 * 1024;
 
-/** Resolves once byte `position` of `file` is readable; rejects with the file's failure if it comes first. */
-export async function untilReadable(file: LayerFile, position: number): Promise<void> {
-  while (position >= file.readable()) {
+/**
+ * Resolves once byte `position` of `file` is readable, or as soon as `stop` resolves (the caller then
+ * knows why); rejects with the file's failure if it comes first.
+ */
+export async function untilReadable(file: LayerFile, position: number, stop?: Promise<void>): Promise<void> {
+  let stopped = false;
+  void stop?.then(() => (stopped = true));
+  while (position >= file.readable() && !stopped) {
     const failure = file.failure();
     if (failure) throw failure;
-    await file.changed();
+    await (stop ? Promise.race([file.changed(), stop]) : file.changed());
   }
 }
 
@@ -63,14 +68,9 @@ export async function copyRange(
   while (position <= end) {
     while (free.length === 0 && !failure) await new Promise<void>((resolve) => (wake = resolve));
     if (failure) throw failure;
-    let limit = Math.min(end + 1, file.readable());
-    while (position >= limit) {
-      const fileFailure = file.failure();
-      if (fileFailure) throw fileFailure;
-      await Promise.race([file.changed(), sinkClosed]);
-      if (failure) throw failure;
-      limit = Math.min(end + 1, file.readable());
-    }
+    await untilReadable(file, position, sinkClosed);
+    if (failure) throw failure;
+    const limit = Math.min(end + 1, file.readable());
     const buffer = free.pop()!;
     const { bytesRead } = await file.handle.read(
       buffer,
