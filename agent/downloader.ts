@@ -37,6 +37,28 @@ const UNVERIFIED_STALLS = 6;
 export interface Download {
   flight: Flight<Way>;
   bytes: Record<ByteSource, number>;
+  /**
+   * Bytes of the layer checked so far: its verified pieces, wherever they are in the layer (a
+   * prefetch takes the rarest first, so the flight's in-order prefix says little), or what came in
+   * order over HTTP.
+   */
+  checked: number;
+}
+
+/** What a download stopped because nobody wants it any more (its job ended) fails with. */
+export class DownloadNotWantedError extends Error {
+  constructor(digest: Digest) {
+    super(`the download of ${digest} is no longer wanted`);
+  }
+}
+
+/** A download and who wants it: a pull for good, a job's prefetch until the job's signal aborts. */
+interface Running extends Download {
+  /** Aborts the download (the agent closing, or nobody wanting it any more); its reason is the error. */
+  signal: AbortSignal;
+  stop: AbortController;
+  pulled: boolean;
+  holders: Set<AbortSignal>;
 }
 
 export interface DownloaderHooks {
@@ -63,7 +85,7 @@ export interface DownloaderOptions {
 }
 
 export class Downloader {
-  private readonly downloads = new Map<Digest, Download>();
+  private readonly downloads = new Map<Digest, Running>();
   private readonly closing = new AbortController();
 
   constructor(
@@ -82,15 +104,50 @@ export class Downloader {
    * swarm's first leecher. A distribution job's `prefetch` takes the rarest pieces first and never
    * streams as first leecher: its hosts start together, the edge is to send each piece about once,
    * and hosts taking pieces in the same order would have nothing to give each other.
+   *
+   * A fetch with a `signal` (a job's prefetch) wants the layer until the signal aborts; a download
+   * that only such fetches want stops when the last of them lets go (its verified pieces stay for a
+   * later download). A fetch without one (a pull: its client and the cache want the layer whatever
+   * happens to the job) keeps the download to the end.
    */
-  fetch(digest: Digest, { prefetch = false }: { prefetch?: boolean } = {}): Download {
-    const running = this.downloads.get(digest);
-    if (running) return running;
+  fetch(
+    digest: Digest,
+    { prefetch = false, signal }: { prefetch?: boolean; signal?: AbortSignal } = {},
+  ): Download {
     if (this.closing.signal.aborted) throw new Error('agent is closing');
-    const download: Download = { flight: new Flight<Way>(digest), bytes: emptyTally() };
-    this.downloads.set(digest, download);
-    void this.run(download, prefetch);
+    let download = this.downloads.get(digest);
+    if (!download) {
+      const stop = new AbortController();
+      download = {
+        flight: new Flight<Way>(digest),
+        bytes: emptyTally(),
+        checked: 0,
+        stop,
+        signal: AbortSignal.any([this.closing.signal, stop.signal]),
+        pulled: false,
+        holders: new Set(),
+      };
+      this.downloads.set(digest, download);
+      void this.run(download, prefetch);
+    }
+    if (signal) this.hold(download, signal);
+    else download.pulled = true;
     return download;
+  }
+
+  private hold(download: Running, signal: AbortSignal): void {
+    const letGo = () => {
+      download.holders.delete(signal);
+      if (download.pulled || download.holders.size > 0) return;
+      download.stop.abort(new DownloadNotWantedError(download.flight.digest));
+    };
+    if (signal.aborted) {
+      letGo();
+      return;
+    }
+    download.holders.add(signal);
+    signal.addEventListener('abort', letGo, { once: true });
+    void download.flight.done.finally(() => signal.removeEventListener('abort', letGo)).catch(() => {});
   }
 
   list(): Download[] {
@@ -99,17 +156,17 @@ export class Downloader {
 
   /** Fails every download in progress and waits for them to clean up. */
   async close(): Promise<void> {
-    this.closing.abort();
+    this.closing.abort(new Error('agent is closing'));
     await Promise.allSettled(this.list().map((download) => download.flight.done));
   }
 
-  private count(download: Download, source: ByteSource, bytes: number): void {
+  private count(download: Running, source: ByteSource, bytes: number): void {
     download.bytes[source] += bytes;
     this.hooks.onBytes?.(source, bytes);
   }
 
-  private async run(download: Download, prefetch: boolean): Promise<void> {
-    const { flight } = download;
+  private async run(download: Running, prefetch: boolean): Promise<void> {
+    const { flight, signal } = download;
     const { digest } = flight;
     let reservation: Reservation | undefined;
     let handle: FileHandle | undefined;
@@ -121,12 +178,10 @@ export class Downloader {
       phaseStart = now;
     };
     try {
-      const torrent = await this.torrents
-        .get(digest, undefined, this.closing.signal)
-        .catch((error: Error) => {
-          this.hooks.onFallback?.(digest, `no torrent: ${error.message}`);
-          return undefined;
-        });
+      const torrent = await this.torrents.get(digest, undefined, signal).catch((error: Error) => {
+        this.hooks.onFallback?.(digest, `no torrent: ${error.message}`);
+        return undefined;
+      });
       const summary = torrent && summarizeTorrent(torrent);
       phase('torrent');
       // Without a torrent the HTTP answer tells the size.
@@ -146,7 +201,10 @@ export class Downloader {
         throw error;
       }
       phase('resume');
-      if (resumed) this.hooks.onResumed?.(digest, resumed.bytes);
+      if (resumed) {
+        download.checked = resumed.bytes;
+        this.hooks.onResumed?.(digest, resumed.bytes);
+      }
       const complete = resumed?.bytes === size;
       // The first host to want a layer streams it from the edge; the rest take the swarm.
       const first =
@@ -157,6 +215,11 @@ export class Downloader {
       }
       phase('start');
       flight.begin(size, body ? 'http' : 'bittorrent', handle);
+      // Stopped while it was starting: the listeners below would not hear an abort that came before.
+      if (signal.aborted) {
+        body?.body.destroy();
+        throw signal.reason;
+      }
       if (resumed) flight.progress(resumed.prefix);
       if (
         summary &&
@@ -206,7 +269,7 @@ export class Downloader {
    * timeout). The verified prefix of the file is what readers may send.
    */
   private viaSwarm(
-    download: Download,
+    download: Running,
     file: Buffer,
     summary: { length: number; pieceLength: number; urlList: string[] },
     dir: string,
@@ -216,6 +279,11 @@ export class Downloader {
     const { flight } = download;
     const { length, pieceLength, urlList } = summary;
     const pieceCount = Math.ceil(length / pieceLength);
+    // The pieces counted in `checked` (webtorrent also reports those the file already had).
+    const counted = new Uint8Array(pieceCount);
+    if (have)
+      for (let index = 0; index < pieceCount; index++)
+        counted[index] = (have[index >> 3]! >> (7 - (index & 7))) & 1;
     const torrent = this.swarm.download(file, dir, flight.digest, { rarestFirst, have }, (source, bytes) =>
       this.count(download, source, bytes),
     );
@@ -232,16 +300,20 @@ export class Downloader {
         if (settled) return;
         settled = true;
         clearInterval(watchdog);
-        this.closing.signal.removeEventListener('abort', onClose);
+        download.signal.removeEventListener('abort', onClose);
         // webtorrent must let go of the file before it is moved or written over HTTP.
         void this.swarm
           .stop(torrent)
           .then(() => (outcome instanceof Error ? reject(outcome) : resolve(outcome)));
       };
-      const onClose = () => finish(new Error('agent is closing'));
-      this.closing.signal.addEventListener('abort', onClose);
-      torrent.on('verified', () => {
+      const onClose = () => finish(download.signal.reason as Error);
+      download.signal.addEventListener('abort', onClose);
+      torrent.on('verified', (index: number) => {
         progressSilence.heard();
+        if (counted[index] === 0) {
+          counted[index] = 1;
+          download.checked += Math.min(pieceLength, length - index * pieceLength);
+        }
         while (prefix < pieceCount && torrent.bitfield.get(prefix)) prefix++;
         const bytes = Math.min(length, prefix * pieceLength);
         if (bytes > flight.written) flight.progress(bytes - flight.written);
@@ -299,7 +371,7 @@ export class Downloader {
 
   /** Streams an HTTP body into the file at the flight's current offset, with an idle timeout. */
   private async viaHttp(
-    download: Download,
+    download: Running,
     first: { source: ByteSource; body: Readable },
     handle: FileHandle,
     hasher: Hash | undefined,
@@ -312,7 +384,7 @@ export class Downloader {
         return;
       } catch (error) {
         // The edge failed midway: the center continues from where it stopped.
-        if (current.source === 'center' || this.closing.signal.aborted) throw error;
+        if (current.source === 'center' || download.signal.aborted) throw error;
         const rest = this.http.filter((source) => source.name !== current.source);
         current = await openOverHttp(rest, flight.digest, flight.written);
       }
@@ -320,7 +392,7 @@ export class Downloader {
   }
 
   private async copy(
-    download: Download,
+    download: Running,
     source: ByteSource,
     body: Readable,
     handle: FileHandle,
@@ -333,8 +405,9 @@ export class Downloader {
     const watchdog = setInterval(() => {
       if (silence.tick() > timeout) body.destroy(new SourceError(`${source} sent nothing for ${timeout} ms`));
     }, WATCHDOG_MS);
-    const onClose = () => body.destroy(new Error('agent is closing'));
-    this.closing.signal.addEventListener('abort', onClose);
+    const onClose = () => body.destroy(download.signal.reason as Error);
+    download.signal.addEventListener('abort', onClose);
+    if (download.signal.aborted) onClose();
     const sink = new Writable({
       highWaterMark: 4 * 1024 * 1024,
       writev: (chunks, callback) => {
@@ -346,6 +419,7 @@ export class Downloader {
           if (bytesWritten !== length) return callback(new Error('short write to the cache'));
           silence.heard();
           flight.progress(length);
+          download.checked = Math.max(download.checked, flight.written);
           this.count(download, source, length);
           callback();
         }, callback);
@@ -357,7 +431,7 @@ export class Downloader {
       await pipeline(body, sink);
     } finally {
       clearInterval(watchdog);
-      this.closing.signal.removeEventListener('abort', onClose);
+      download.signal.removeEventListener('abort', onClose);
     }
   }
 }

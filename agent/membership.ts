@@ -145,7 +145,8 @@ export class Membership {
   private takeJobs(jobs: Assignment[]): void {
     // A host with more than the registry takes hears of the rest by the heartbeat.
     this.knownJobs = jobs.slice(0, MAX_KNOWN_JOBS).map((job) => job.id);
-    if (jobs.length > 0) this.options.onJobs(jobs);
+    // An empty list too: a job running here that the registry no longer lists may have been cancelled.
+    this.options.onJobs(jobs);
   }
 
   private async call(

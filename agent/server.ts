@@ -13,7 +13,7 @@ import { instrumentHttp } from '../shared/metrics.ts';
 import { summarizeTorrent, TorrentFiles } from '../shared/torrent/torrent-files.ts';
 import type { AgentConfig } from './config.ts';
 import type { AgentContext } from './context.ts';
-import { Downloader } from './downloader.ts';
+import { Downloader, DownloadNotWantedError } from './downloader.ts';
 import { type HttpSource, LayerNotFoundError } from './http-source.ts';
 import { Layers } from './layers.ts';
 import { Manifests } from './manifests.ts';
@@ -99,6 +99,10 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
       },
       onFailed: (digest, error) => {
         if (error instanceof LayerNotFoundError) return;
+        if (error instanceof DownloadNotWantedError) {
+          log.info({ digest }, 'layer download stopped: no longer wanted (its verified pieces are kept)');
+          return;
+        }
         metrics.pullDuration.observe({ outcome: 'failed' }, 0);
         log.warn(
           { err: error, digest },

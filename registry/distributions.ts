@@ -11,6 +11,7 @@ import type { Fleet, Host } from './fleet.ts';
 
 export type JobStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
 export type HostJobStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
+export type LayerStatus = 'pending' | 'running' | 'completed' | 'failed';
 const LIVE: JobStatus[] = ['pending', 'running'];
 
 export type Target = { hosts: string[] } | { zones: string[] } | { all: true };
@@ -21,6 +22,14 @@ export interface BytesBySource {
   center: number;
 }
 
+/** One layer on one host, as its agent last reported it. */
+export interface HostLayerProgress {
+  digest: string;
+  size: number;
+  status: LayerStatus;
+  bytesDone: number;
+}
+
 export interface HostProgress {
   hostId: string;
   zone: string | null;
@@ -28,8 +37,20 @@ export interface HostProgress {
   bytesDone: number;
   bytesTotal: number;
   bytesBySource: BytesBySource;
+  layers: HostLayerProgress[];
   error: string | null;
   updatedAt: string;
+}
+
+/** One layer over all the job's hosts. */
+export interface LayerProgress {
+  digest: string;
+  size: number;
+  /** Hosts that hold the whole layer. */
+  hostsCompleted: number;
+  bytesDone: number;
+  /** 0..1 over all hosts. */
+  fraction: number;
 }
 
 export interface DistributionView {
@@ -50,10 +71,18 @@ export interface DistributionView {
     /** 0..1 over all hosts. */
     fraction: number;
     bytesBySource: BytesBySource;
+    layers: LayerProgress[];
   };
   /** Live hosts well behind the others (below half the median progress), slowest first. */
   stragglers: string[];
   hosts: HostProgress[];
+}
+
+export interface DistributionStats {
+  byStatus: Record<string, number>;
+  oldestLiveSeconds: number;
+  liveHostsByStatus: Record<string, number>;
+  bytesBySource: BytesBySource;
 }
 
 /** What a host's heartbeat tells its agent to prefetch. */
@@ -63,10 +92,18 @@ export interface Assignment {
   layers: { digest: string; size: number }[];
 }
 
+export interface LayerReport {
+  digest: string;
+  status: LayerStatus;
+  bytesDone: number;
+}
+
 export interface ProgressReport {
   status: 'running' | 'completed' | 'failed';
   bytesDone: number;
   bytesBySource?: Partial<BytesBySource>;
+  /** Per layer of the job (agents of an earlier version send none). */
+  layers?: LayerReport[];
   error?: string;
 }
 
@@ -89,6 +126,7 @@ interface HostRow {
   bytes_peers: number;
   bytes_edge: number;
   bytes_center: number;
+  layers: LayerReport[] | string | null;
   error: string | null;
   updated_at: Date | string;
 }
@@ -210,7 +248,7 @@ export class Distributions {
   }
 
   private async load(id: string, fleet: Host[]): Promise<DistributionView | undefined> {
-    await this.failSilentHosts(id, fleet);
+    await this.failSilentHosts(fleet, id);
     const jobs = await this.db.query<JobRow>('SELECT * FROM distributions WHERE id = $1', [id]);
     const job = jobs[0];
     if (!job) return undefined;
@@ -247,8 +285,12 @@ export class Distributions {
     await this.onJobsChanged(hostIds).catch(() => {});
   }
 
-  /** Jobs by status, and the age of the oldest live one (what a "stuck job" alert watches). */
-  async stats(): Promise<{ byStatus: Record<string, number>; oldestLiveSeconds: number }> {
+  /**
+   * Jobs by status, the age of the oldest live one (what a "stuck job" alert watches), the hosts of
+   * live jobs by their status in them, and the bytes hosts got for jobs by source.
+   */
+  async stats(): Promise<DistributionStats> {
+    await this.failSilentHosts(await this.fleet.list());
     const rows = await this.db.query<{ status: string; count: number; oldest: number | null }>(
       `SELECT status, COUNT(*)::int AS count,
          MAX(EXTRACT(EPOCH FROM (CURRENT_TIMESTAMP - created_at)))::float8 AS oldest
@@ -261,7 +303,13 @@ export class Distributions {
       if (LIVE.includes(row.status as JobStatus))
         oldestLiveSeconds = Math.max(oldestLiveSeconds, row.oldest ?? 0);
     }
-    return { byStatus, oldestLiveSeconds };
+    const hosts = await this.db.query<{ status: string; count: number }>(
+      `SELECT h.status, COUNT(*)::int AS count FROM distribution_hosts h
+       JOIN distributions d ON d.id = h.distribution_id
+       WHERE d.status IN ('pending', 'running') GROUP BY h.status`,
+    );
+    const liveHostsByStatus = Object.fromEntries(hosts.map((row) => [row.status, row.count]));
+    return { byStatus, oldestLiveSeconds, liveHostsByStatus, bytesBySource: await this.bytesBySource() };
   }
 
   /** The live jobs a host has yet to finish: what its heartbeat answer carries. */
@@ -283,17 +331,19 @@ export class Distributions {
   async report(id: string, hostId: string, report: ProgressReport): Promise<JobStatus> {
     if (!UUID.test(id)) throw problems.notFound(`distribution ${id}`);
     return this.db.transaction(async (tx) => {
-      const jobs = await tx.query<{ status: JobStatus }>(
-        'SELECT status FROM distributions WHERE id = $1 FOR UPDATE',
+      const jobs = await tx.query<{ status: JobStatus; layers: JobRow['layers'] }>(
+        'SELECT status, layers FROM distributions WHERE id = $1 FOR UPDATE',
         [id],
       );
       const job = jobs[0];
       if (!job) throw problems.notFound(`distribution ${id}`);
       if (!LIVE.includes(job.status)) return job.status;
+      const layers = report.layers && checkLayerReports(report.layers, json(job.layers), id);
       const bytes = report.bytesBySource ?? {};
       const updated = await tx.query(
         `UPDATE distribution_hosts SET status = $3, bytes_done = $4,
            bytes_peers = $5, bytes_edge = $6, bytes_center = $7, error = $8,
+           layers = COALESCE($10::jsonb, layers),
            started_at = COALESCE(started_at, CURRENT_TIMESTAMP), updated_at = CURRENT_TIMESTAMP
          WHERE distribution_id = $1 AND host_id = $2
            AND (status IN ('pending', 'running') OR (status = 'failed' AND error = $9))
@@ -308,6 +358,7 @@ export class Distributions {
           bytes.center ?? 0,
           report.status === 'failed' ? (report.error ?? 'failed').slice(0, 2000) : null,
           WENT_OFFLINE,
+          layers ? JSON.stringify(layers) : null,
         ],
       );
       if (updated.length === 0) {
@@ -321,19 +372,24 @@ export class Distributions {
     });
   }
 
-  /** Hosts that went offline while running a job fail for it; the others are unaffected. */
-  private async failSilentHosts(id: string, fleet: Host[]): Promise<void> {
+  /**
+   * Hosts that went offline while running a job fail for it (for job `id`, or for every live job);
+   * the others are unaffected. Done when jobs are read, so that what is shown is true.
+   */
+  private async failSilentHosts(fleet: Host[], id?: string): Promise<void> {
     const offline = fleet.filter((host) => host.state === 'offline').map((host) => host.hostId);
     if (offline.length === 0) return;
     await this.db.transaction(async (tx) => {
-      const failed = await tx.query(
-        `UPDATE distribution_hosts SET status = 'failed', error = $3, updated_at = CURRENT_TIMESTAMP
-         WHERE distribution_id = $1 AND status = 'running' AND host_id = ANY($2::text[])
-         AND EXISTS (SELECT 1 FROM distributions WHERE id = $1 AND status IN ('pending', 'running'))
-         RETURNING host_id`,
-        [id, offline, WENT_OFFLINE],
+      const failed = await tx.query<{ distribution_id: string }>(
+        `UPDATE distribution_hosts h SET status = 'failed', error = $3, updated_at = CURRENT_TIMESTAMP
+         FROM distributions d
+         WHERE d.id = h.distribution_id AND d.status IN ('pending', 'running')
+           AND ($1::uuid IS NULL OR h.distribution_id = $1::uuid)
+           AND h.status = 'running' AND h.host_id = ANY($2::text[])
+         RETURNING h.distribution_id`,
+        [id ?? null, offline, WENT_OFFLINE],
       );
-      if (failed.length > 0) await this.settle(tx, id);
+      for (const job of new Set(failed.map((row) => row.distribution_id))) await this.settle(tx, job);
     });
   }
 
@@ -377,6 +433,7 @@ export class Distributions {
         edge: Number(row.bytes_edge),
         center: Number(row.bytes_center),
       },
+      layers: hostLayers(layers, row),
       error: row.error,
       updatedAt: new Date(row.updated_at).toISOString(),
     }));
@@ -407,6 +464,7 @@ export class Distributions {
         bytesTotal: allBytes,
         fraction: allBytes === 0 ? (LIVE.includes(job.status) ? 0 : 1) : bytesDone / allBytes,
         bytesBySource,
+        layers: layerTotals(layers, hosts),
       },
       stragglers: LIVE.includes(job.status) ? stragglers(hosts) : [],
       hosts,
@@ -418,6 +476,66 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 function json<T>(value: T | string): T {
   return typeof value === 'string' ? (JSON.parse(value) as T) : value;
+}
+
+/** A host's reported layers, in the job's order and checked against it; bad ones are refused whole. */
+function checkLayerReports(
+  reports: LayerReport[],
+  layers: { digest: string; size: number }[],
+  id: string,
+): LayerReport[] {
+  const sizes = new Map(layers.map((layer) => [layer.digest, layer.size]));
+  const byDigest = new Map<string, LayerReport>();
+  for (const report of reports) {
+    const size = sizes.get(report.digest);
+    if (size === undefined) throw problems.badRequest(`layer ${report.digest} is not in distribution ${id}`);
+    if (report.bytesDone > size)
+      throw problems.badRequest(
+        `${report.bytesDone} bytes done of layer ${report.digest}, which has ${size}`,
+      );
+    byDigest.set(report.digest, {
+      digest: report.digest,
+      status: report.status,
+      bytesDone: report.bytesDone,
+    });
+  }
+  return layers.flatMap((layer) => byDigest.get(layer.digest) ?? []);
+}
+
+/** Every layer of the job on one host: as reported, whole once the host completed, else not started. */
+function hostLayers(layers: { digest: string; size: number }[], row: HostRow): HostLayerProgress[] {
+  const reported = new Map((row.layers ? json(row.layers) : []).map((layer) => [layer.digest, layer]));
+  return layers.map(({ digest, size }) => {
+    const report = reported.get(digest);
+    if (row.status === 'completed' || report?.status === 'completed')
+      return { digest, size, status: 'completed', bytesDone: size };
+    return {
+      digest,
+      size,
+      status: report?.status ?? 'pending',
+      bytesDone: Math.min(report?.bytesDone ?? 0, size),
+    };
+  });
+}
+
+function layerTotals(layers: { digest: string; size: number }[], hosts: HostProgress[]): LayerProgress[] {
+  return layers.map(({ digest, size }, index) => {
+    let hostsCompleted = 0;
+    let bytesDone = 0;
+    for (const host of hosts) {
+      const layer = host.layers[index]!;
+      if (layer.status === 'completed') hostsCompleted++;
+      bytesDone += layer.bytesDone;
+    }
+    const all = size * hosts.length;
+    return {
+      digest,
+      size,
+      hostsCompleted,
+      bytesDone,
+      fraction: all === 0 ? (hostsCompleted === hosts.length ? 1 : 0) : bytesDone / all,
+    };
+  });
 }
 
 /** Live hosts below half the median progress of all hosts, slowest first (none while all are at 0). */

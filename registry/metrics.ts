@@ -1,7 +1,7 @@
 // The registry's own Prometheus metrics, beside the HTTP request metrics every service has.
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { createServiceMetrics, type ServiceMetrics } from '../shared/metrics.ts';
-import type { Distributions } from './distributions.ts';
+import type { DistributionStats, Distributions } from './distributions.ts';
 import type { Fleet } from './fleet.ts';
 
 export interface RegistryMetrics extends ServiceMetrics {
@@ -73,13 +73,20 @@ export function registerFleetGauges(
       for (const host of await fleet.list()) this.inc({ zone: host.zone, state: host.state });
     },
   });
+  // The gauges below are read in one scrape: the job figures are gathered once for all of them.
+  let gathered: { at: number; stats: Promise<DistributionStats> } | undefined;
+  const stats = () => {
+    if (!gathered || Date.now() - gathered.at > 1000)
+      gathered = { at: Date.now(), stats: distributions.stats() };
+    return gathered.stats;
+  };
   new Gauge({
     name: 'zedge_registry_distributions',
     help: 'Distribution jobs by status',
     labelNames: ['status'],
     registers,
     async collect() {
-      const { byStatus } = await distributions.stats();
+      const { byStatus } = await stats();
       for (const status of ['pending', 'running', 'completed', 'failed', 'cancelled'])
         this.set({ status }, byStatus[status] ?? 0);
     },
@@ -89,7 +96,28 @@ export function registerFleetGauges(
     help: 'Age of the oldest pending or running distribution job (0 when none)',
     registers,
     async collect() {
-      this.set((await distributions.stats()).oldestLiveSeconds);
+      this.set((await stats()).oldestLiveSeconds);
+    },
+  });
+  new Gauge({
+    name: 'zedge_registry_distribution_hosts',
+    help: 'Hosts of pending or running distribution jobs, by their status in the job',
+    labelNames: ['status'],
+    registers,
+    async collect() {
+      const { liveHostsByStatus } = await stats();
+      for (const status of ['pending', 'running', 'completed', 'failed', 'cancelled'])
+        this.set({ status }, liveHostsByStatus[status] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'zedge_registry_distribution_received_bytes',
+    help: 'Bytes hosts reported receiving for distribution jobs, by source (peers, edge, center)',
+    labelNames: ['source'],
+    registers,
+    async collect() {
+      const { bytesBySource } = await stats();
+      for (const source of ['peers', 'edge', 'center'] as const) this.set({ source }, bytesBySource[source]);
     },
   });
 }

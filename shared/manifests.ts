@@ -154,3 +154,15 @@ function stringMap(value: unknown, where: string): Record<string, string> | unde
   }
   return value as Record<string, string>;
 }
+
+/**
+ * Whether a platform asked for ("linux/arm64") is the platform an image is for ("linux/arm64/v8"):
+ * the same OS and architecture, and the same variant when one is asked for.
+ */
+export function platformMatches(asked: string, actual: string): boolean {
+  const [os, architecture, variant] = asked.split('/');
+  const [ownOs, ownArchitecture, ownVariant] = actual.split('/');
+  return (
+    os === ownOs && architecture === ownArchitecture && (variant === undefined || variant === ownVariant)
+  );
+}

@@ -82,19 +82,35 @@ t.test('the dashboard shows the fleet and a running job live', async (t) => {
   const card = page.locator(`#live-jobs article[data-job="${job.id}"]`);
   await card.waitFor({ timeout: UPDATE_MS });
   t.match(await card.locator('h3').textContent(), /ops\/desktop:v1\s+pending/);
-  t.same(await card.locator('tbody tr td:first-child').allTextContents(), ['host-a1', 'host-a2']);
+  t.same(await card.locator('.job-hosts tbody tr td:first-child').allTextContents(), ['host-a1', 'host-a2']);
   const hostRow = (hostId: string) => card.locator(`tr[data-host="${hostId}"]`);
   t.equal(await hostRow('host-a1').locator('.host-status').textContent(), 'pending');
   await screenshot(page, '1-pending');
 
   // Progress reports move the bars, without a reload.
   const total = job.layers.reduce((sum, layer) => sum + layer.size, 0);
+  // host-a1 has the config blob, the first layer and part of the second.
+  type Layer = (typeof job.layers)[number];
+  const [config, first, layer] = job.layers as [Layer, Layer, Layer];
+  const half = Math.ceil(total / 2) - config.size - first.size;
+  t.ok(half > 0 && half < layer.size, 'half the image is the config, the first layer and part of the second');
   await reportProgress(registry.url, job.id, 'host-a1', {
     status: 'running',
     bytesDone: Math.ceil(total / 2),
     bytesBySource: { peers: Math.floor(total / 4), edge: Math.floor(total / 4) },
+    layers: [
+      { digest: config.digest, status: 'completed', bytesDone: config.size },
+      { digest: first.digest, status: 'completed', bytesDone: first.size },
+      { digest: layer.digest, status: 'running', bytesDone: half },
+    ],
   });
   await shows(hostRow('host-a1').locator('.host-progress'), '50%');
+  // Each layer's progress over both hosts.
+  const layerRow = (digest: string) => card.locator(`.job-layers tr[data-layer="${digest}"]`);
+  await shows(layerRow(config.digest).locator('.layer-hosts'), '1 of 2');
+  t.equal(await layerRow(config.digest).locator('.layer-progress').textContent(), '50%');
+  t.equal(await layerRow(layer.digest).locator('.layer-hosts').textContent(), '0 of 2');
+  t.equal(await card.locator('.job-layers tbody tr').count(), job.layers.length, 'a row per layer');
   await shows(hostRow('host-a1').locator('.host-status'), 'running');
   await shows(card.locator('h3'), 'running');
   await shows(card.locator('.job-progress'), /^25%, 0 of 2 hosts done/);

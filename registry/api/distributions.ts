@@ -69,7 +69,7 @@ export async function distributionRoutes(app: FastifyInstance, context: Registry
         throw problems.badRequest((error as Error).message);
       }
       await mayDeploy(request, reference.name);
-      const resolved = await resolveImageLayers(metadata, reference, platform);
+      const resolved = await resolveImageLayers(metadata, context.store, reference, platform);
       const targetHosts = await distributions.resolveTarget(target);
       const { view, created } = await distributions.create({
         image: formatImageReference(reference),
@@ -157,6 +157,19 @@ export async function distributionRoutes(app: FastifyInstance, context: Registry
                 peers: { type: 'integer', minimum: 0 },
                 edge: { type: 'integer', minimum: 0 },
                 center: { type: 'integer', minimum: 0 },
+              },
+            },
+            layers: {
+              type: 'array',
+              maxItems: 10_000,
+              items: {
+                type: 'object',
+                required: ['digest', 'status', 'bytesDone'],
+                properties: {
+                  digest: { type: 'string', maxLength: 200 },
+                  status: { enum: ['pending', 'running', 'completed', 'failed'] },
+                  bytesDone: { type: 'integer', minimum: 0 },
+                },
               },
             },
             error: { type: 'string', maxLength: 2000 },

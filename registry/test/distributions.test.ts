@@ -20,9 +20,17 @@ interface Job {
     bytesTotal: number;
     fraction: number;
     bytesBySource: { peers: number; edge: number; center: number };
+    layers: { digest: string; size: number; hostsCompleted: number; bytesDone: number; fraction: number }[];
   };
   stragglers: string[];
-  hosts: { hostId: string; zone: string; status: string; bytesDone: number; error: string | null }[];
+  hosts: {
+    hostId: string;
+    zone: string;
+    status: string;
+    bytesDone: number;
+    layers: { digest: string; size: number; status: string; bytesDone: number }[];
+    error: string | null;
+  }[];
   finishedAt: string | null;
   warming?: { zone: string; job?: string; error?: string }[];
 }
@@ -65,7 +73,8 @@ async function pushMultiPlatform(registry: Target, name: string) {
       mediaType: 'application/vnd.oci.image.manifest.v1+json',
       digest: image.manifestDigest,
       size: image.manifestBytes.length,
-      platform: { os: 'linux', architecture },
+      // arm64 entries of real indexes name their variant; a deploy for linux/arm64 takes them.
+      platform: { os: 'linux', architecture, ...(architecture === 'arm64' && { variant: 'v8' }) },
     })),
   };
   const pushed = await putManifest(registry, name, 'multi', index, index.mediaType);
@@ -156,17 +165,61 @@ for (const backend of BACKENDS) {
     const total = job.layers.reduce((sum, layer) => sum + layer.size, 0);
     const report = (hostId: string, body: unknown) =>
       call(`${api}/distributions/${job.id}/hosts/${hostId}`, 'PUT', body);
+    // h1 reports per layer: the first whole, the second part done, the rest not started.
+    const [first, second] = job.layers as [Job['layers'][number], Job['layers'][number]];
+    const h1Layers = [
+      { digest: second.digest, status: 'running', bytesDone: 1000 - first.size },
+      { digest: first.digest, status: 'completed', bytesDone: first.size },
+    ];
+    t.ok(first.size < 1000, 'the first blob is a config, smaller than 1000 bytes');
     t.same(
-      (await report('h1', { status: 'running', bytesDone: 1000, bytesBySource: { peers: 600, edge: 400 } }))
-        .body,
+      (
+        await report('h1', {
+          status: 'running',
+          bytesDone: 1000,
+          bytesBySource: { peers: 600, edge: 400 },
+          layers: h1Layers,
+        })
+      ).body,
       {
         status: 'running',
       },
     );
+    // h2's agent is of an earlier version: no layers in its reports.
     await report('h2', { status: 'running', bytesDone: 100_000, bytesBySource: { edge: 100_000 } });
     let view = (await call(`${api}/distributions/${job.id}`, 'GET')).body as Job;
     t.match(view, { status: 'running', progress: { hostsByStatus: { running: 2 }, bytesDone: 101_000 } });
     t.same(view.stragglers, ['h1'], 'h1 is far behind h2');
+    const layersOf = (hostId: string) =>
+      view.hosts
+        .find((host) => host.hostId === hostId)!
+        .layers.map((layer) => [layer.status, layer.bytesDone]);
+    t.same(
+      layersOf('h1'),
+      job.layers.map((layer, index) =>
+        index === 0
+          ? ['completed', layer.size]
+          : index === 1
+            ? ['running', 1000 - first.size]
+            : ['pending', 0],
+      ),
+      "h1's layers as it reported them, in the job's order",
+    );
+    t.same(
+      layersOf('h2'),
+      job.layers.map(() => ['pending', 0]),
+      'a host that reports no layers has them all pending',
+    );
+    t.same(
+      view.progress.layers.map((layer) => [layer.digest, layer.hostsCompleted, layer.bytesDone]),
+      job.layers.map((layer, index) => [
+        layer.digest,
+        index === 0 ? 1 : 0,
+        index === 0 ? first.size : index === 1 ? 1000 - first.size : 0,
+      ]),
+      'each layer over all hosts',
+    );
+    t.equal(view.progress.layers[0]!.fraction, 0.5, 'the first layer is on one host of two');
     await report('h1', {
       status: 'completed',
       bytesDone: total,
@@ -179,6 +232,11 @@ for (const backend of BACKENDS) {
       error: 'disk full',
     });
     view = (await call(`${api}/distributions/${job.id}`, 'GET')).body as Job;
+    t.same(
+      layersOf('h1'),
+      job.layers.map((layer) => ['completed', layer.size]),
+      'a completed host has every layer whole',
+    );
     t.match(view, {
       status: 'failed',
       progress: {
@@ -258,6 +316,15 @@ t.test('a host that dies mid-job fails for it; the others are unaffected', async
     await call(`${api}/hosts/alive/heartbeat`, 'PUT', {});
     await new Promise((resolve) => setTimeout(resolve, 300));
   }
+  // Metrics tell it before anyone reads the job.
+  const metrics = await (await fetch(`${registry.url}/metrics`)).text();
+  t.match(
+    metrics,
+    /zedge_registry_distribution_hosts\{status="failed"[^}]*\} 1/,
+    'one host failed, in /metrics',
+  );
+  t.match(metrics, /zedge_registry_distribution_hosts\{status="running"[^}]*\} 1/);
+  t.match(metrics, /zedge_registry_distribution_received_bytes\{source="peers"[^}]*\} 0/);
   const view = (await call(`${api}/distributions/${job.id}`, 'GET')).body as Job;
   t.match(view.hosts, [
     { hostId: 'alive', status: 'running' },
@@ -266,6 +333,37 @@ t.test('a host that dies mid-job fails for it; the others are unaffected', async
   t.equal(view.status, 'running');
   await call(`${api}/distributions/${job.id}/hosts/alive`, 'PUT', { status: 'completed', bytesDone: 50_000 });
   t.equal((await call(`${api}/distributions/${job.id}`, 'GET')).body.status, 'failed');
+});
+
+t.test('a host offline when its job is made picks the job up when it comes back', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const registry = await startRegistry(t, resources, { ZEDGE_HEARTBEAT_SECONDS: '1' });
+  const api = `${registry.url}/api/v1`;
+  await pushImage(registry, 'dist/later', 'v1', [50_000]);
+  await register(api, 'away', 'z');
+  await eventually(async () => {
+    const { body } = await call(`${api}/hosts?state=offline`, 'GET');
+    return body.hosts.some((host: { hostId: string }) => host.hostId === 'away');
+  }, 10_000);
+  const job = (await call(`${api}/distributions`, 'POST', { image: 'dist/later:v1', hosts: ['away'] }))
+    .body as Job;
+  // Well past the three silent heartbeats that fail a running host.
+  await new Promise((resolve) => setTimeout(resolve, 4000));
+  let view = (await call(`${api}/distributions/${job.id}`, 'GET')).body as Job;
+  t.match(
+    view,
+    { status: 'pending', hosts: [{ hostId: 'away', status: 'pending' }] },
+    'the job waits for it',
+  );
+  const beat = await call(`${api}/hosts/away/heartbeat`, 'PUT', {});
+  t.same(
+    beat.body.jobs.map((assignment: { id: string }) => assignment.id),
+    [job.id],
+    'its first heartbeat back carries the job',
+  );
+  await call(`${api}/distributions/${job.id}/hosts/away`, 'PUT', { status: 'completed', bytesDone: 50_000 });
+  view = (await call(`${api}/distributions/${job.id}`, 'GET')).body as Job;
+  t.match(view, { status: 'completed', hosts: [{ hostId: 'away', status: 'completed' }] });
 });
 
 t.test(
@@ -311,6 +409,32 @@ t.test('bad input to the distributions API gets problem documents', async (t) =>
   const api = `${registry.url}/api/v1`;
   await pushImage(registry, 'dist/bad', 'v1', [1000]);
   await register(api, 'h1', 'z');
+  // An index of one amd64 image.
+  const amd64 = await pushImage(registry, 'dist/bad', 'amd64', [1000]);
+  const index = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [
+      {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        digest: amd64.manifestDigest,
+        size: amd64.manifestBytes.length,
+        platform: { os: 'linux', architecture: 'amd64' },
+      },
+    ],
+  };
+  t.equal((await putManifest(registry, 'dist/bad', 'multi', index, index.mediaType)).response.status, 201);
+  t.equal(
+    (
+      await call(`${api}/distributions`, 'POST', {
+        image: 'dist/bad:v1',
+        platform: 'linux/amd64',
+        hosts: ['h1'],
+      })
+    ).status,
+    201,
+    'the platform a single-platform image is for is taken',
+  );
   const cases: [string, string, string, unknown, number][] = [
     ['malformed JSON', 'POST', '/distributions', '{"image":', 400],
     ['no image', 'POST', '/distributions', { all: true }, 400],
@@ -321,11 +445,18 @@ t.test('bad input to the distributions API gets problem documents', async (t) =>
     ['an unknown image', 'POST', '/distributions', { image: 'dist/none:v1', all: true }, 404],
     ['an unknown tag', 'POST', '/distributions', { image: 'dist/bad:v2', all: true }, 404],
     [
-      'an unknown platform',
+      'a platform the image is not for',
       'POST',
       '/distributions',
       { image: 'dist/bad:v1', platform: 'linux/s390x', all: true },
-      201,
+      404,
+    ],
+    [
+      'a platform an index lacks',
+      'POST',
+      '/distributions',
+      { image: 'dist/bad:multi', platform: 'linux/arm64', all: true },
+      404,
     ],
     ['unknown hosts', 'POST', '/distributions', { image: 'dist/bad:v1', hosts: ['h1', 'ghost'] }, 404],
     ['an empty zone', 'POST', '/distributions', { image: 'dist/bad:v1', zones: ['nowhere'] }, 404],
@@ -347,14 +478,47 @@ t.test('bad input to the distributions API gets problem documents', async (t) =>
     t.equal(response.status, status, what);
   }
   const job = (await call(`${api}/distributions`, 'POST', { image: 'dist/bad:v1', all: true })).body as Job;
-  for (const [what, hostId, body] of [
-    ['a host not in the job', 'h9', { status: 'running', bytesDone: 1 }],
-    ['a bad report', 'h1', { status: 'done', bytesDone: -1 }],
+  const [layer] = job.layers as [Job['layers'][number]];
+  for (const [what, hostId, body, status] of [
+    ['a host not in the job', 'h9', { status: 'running', bytesDone: 1 }, 404],
+    ['a bad report', 'h1', { status: 'done', bytesDone: -1 }, 400],
+    [
+      'a layer not in the job',
+      'h1',
+      {
+        status: 'running',
+        bytesDone: 1,
+        layers: [{ digest: `sha256:${'0'.repeat(64)}`, status: 'running', bytesDone: 1 }],
+      },
+      400,
+    ],
+    [
+      'more bytes of a layer than it has',
+      'h1',
+      {
+        status: 'running',
+        bytesDone: 1,
+        layers: [{ digest: layer.digest, status: 'running', bytesDone: layer.size + 1 }],
+      },
+      400,
+    ],
+    [
+      'a bad layer status',
+      'h1',
+      { status: 'running', bytesDone: 1, layers: [{ digest: layer.digest, status: 'done', bytesDone: 1 }] },
+      400,
+    ],
   ] as const) {
     const response = await call(`${api}/distributions/${job.id}/hosts/${hostId}`, 'PUT', body);
-    t.ok(response.status === 404 || response.status === 400, `${what}: ${response.status}`);
+    t.equal(response.status, status, what);
     t.equal(typeof response.body.detail, 'string');
   }
+  const unchanged = (await call(`${api}/distributions/${job.id}`, 'GET')).body as Job;
+  t.same(
+    unchanged.hosts.map((host) => [host.status, host.bytesDone]),
+    [['pending', 0]],
+    'a refused report changes nothing',
+  );
 });
 
 t.test('deploying takes read access to the image; reports take a host account', async (t) => {

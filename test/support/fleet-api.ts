@@ -50,7 +50,13 @@ export async function reportProgress(
   registry: string,
   jobId: string,
   hostId: string,
-  report: { status: string; bytesDone: number; bytesBySource?: Record<string, number>; error?: string },
+  report: {
+    status: string;
+    bytesDone: number;
+    bytesBySource?: Record<string, number>;
+    layers?: { digest: string; status: string; bytesDone: number }[];
+    error?: string;
+  },
 ): Promise<string> {
   const { status, body } = await apiCall(
     `${registry}/api/v1/distributions/${jobId}/hosts/${hostId}`,

@@ -188,6 +188,36 @@ function renderJob(job) {
     ),
     el(
       'table',
+      { class: 'job-layers' },
+      el(
+        'thead',
+        {},
+        el(
+          'tr',
+          {},
+          ['layer', 'size', 'progress', 'hosts with it'].map((name) => el('th', {}, name)),
+        ),
+      ),
+      el(
+        'tbody',
+        {},
+        job.progress.layers.map((layer) =>
+          el(
+            'tr',
+            { 'data-layer': layer.digest },
+            cell(el('code', { title: layer.digest }, `${layer.digest.slice(0, 19)}…`)),
+            numberCell(bytes(layer.size)),
+            cell([
+              bar(layer.fraction),
+              el('span', { class: 'bar-label layer-progress' }, percent(layer.fraction)),
+            ]),
+            cell(`${layer.hostsCompleted} of ${job.progress.hosts}`, { class: 'layer-hosts' }),
+          ),
+        ),
+      ),
+    ),
+    el(
+      'table',
       { class: 'job-hosts' },
       el(
         'thead',

@@ -5,6 +5,7 @@ import { accounts } from './004-accounts.ts';
 import { quotas } from './005-quotas.ts';
 import { vmImagesAndGc } from './006-vm-images-gc.ts';
 import { gcOrphansAndSchedule } from './007-gc-orphans-schedule.ts';
+import { distributionLayers } from './008-distribution-layers.ts';
 
 export interface Migration {
   version: number;
@@ -25,4 +26,5 @@ export const migrations: Migration[] = [
   quotas,
   vmImagesAndGc,
   gcOrphansAndSchedule,
+  distributionLayers,
 ];
