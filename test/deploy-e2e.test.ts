@@ -22,7 +22,9 @@ interface Job {
     hostsByStatus: Record<string, number>;
     bytesBySource: Record<string, number>;
     fraction: number;
+    layers: { hostsCompleted: number }[];
   };
+  hosts: { hostId: string; layers: { status: string }[] }[];
   warming?: { zone: string; job?: string }[];
 }
 
@@ -80,7 +82,7 @@ t.test('a distribution job puts an image on four agents, partly from peers', asy
   t.match(deployed.stderr, /all hosts +\|/, 'with progress bars (on stderr)');
   t.match(deployed.stdout, new RegExp(`distribution ${id} completed: 4 completed, 0 failed`));
   const job = (await (await fetch(`${registry.url}/api/v1/distributions/${id}`)).json()) as Job;
-  t.match(job.warming ?? [], [], 'warming is reported at creation only');
+  t.equal(job.warming, undefined, 'warming is reported at creation only');
   t.same(
     ((await (await fetch(`${seeder.url}/api/v1/warm`)).json()) as { jobs: unknown[] }).jobs.length,
     1,
@@ -98,6 +100,11 @@ t.test('a distribution job puts an image on four agents, partly from peers', asy
   t.equal(finished.status, 'completed', JSON.stringify(finished.progress));
   t.equal(finished.progress.hostsByStatus.completed, 4);
   t.equal(finished.progress.fraction, 1);
+  t.same(
+    finished.progress.layers.map((layer) => layer.hostsCompleted),
+    [4, 4, 4],
+    'the config and both layers are on every host',
+  );
 
   for (const [index, agent] of agents.entries()) {
     for (const layer of image.layers) {
@@ -113,7 +120,9 @@ t.test('a distribution job puts an image on four agents, partly from peers', asy
     const status = await agentStatus(agent.url);
     for (const source of ['peers', 'edge', 'center'] as const) bytes[source] += status.bytesBySource[source];
   }
-  t.ok(bytes.peers > 0, `peers served a share: ${JSON.stringify(bytes)}`);
+  // Three of the four hosts have no edge: at least one host's worth of the image came from peers.
+  const imageBytes = image.layers.reduce((sum, layer) => sum + layer.size, 0);
+  t.ok(bytes.peers >= imageBytes, `peers served a share: ${JSON.stringify(bytes)}`);
   t.ok((finished.progress.bytesBySource.peers ?? 0) > 0, 'and the job reports it');
   await seeder.close();
 });
@@ -121,7 +130,7 @@ t.test('a distribution job puts an image on four agents, partly from peers', asy
 t.test('zedge-p2p status and deploy errors', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
   const { registry, tracker } = await startRegistryAndTracker(t, resources);
-  await pushImage(registry, 'deploy/tiny', 'v1', [1000]);
+  const tiny = await pushImage(registry, 'deploy/tiny', 'v1', [1000]);
   await fetch(`${registry.url}/api/v1/hosts`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -132,6 +141,12 @@ t.test('zedge-p2p status and deploy errors', async (t) => {
       cacheCapacityBytes: 1 << 30,
     }),
   });
+  // An agent that pulled the layer seeds it: the tracker has a swarm to show.
+  const seeding = await startAgent(t, { ZEDGE_REGISTRY_URL: registry.url });
+  const pulled = await fetch(`${seeding.url}/v2/deploy/tiny/blobs/${tiny.layers[0]!.digest}`);
+  t.equal(pulled.status, 200);
+  await pulled.arrayBuffer();
+  await eventually(async () => (await agentStatus(seeding.url)).layers[0]?.seeding, 10_000, 'seeding');
   const started = await runCli(['deploy', 'deploy/tiny:v1', '--hosts', 'solo', '--registry', registry.url]);
   t.equal(started.code, 0);
   const printed = await runCli([
@@ -146,6 +161,41 @@ t.test('zedge-p2p status and deploy errors', async (t) => {
   t.match(printed.stdout, /solo\s+z\s+online/);
   t.match(printed.stdout, /deploy\/tiny:v1\s+pending\s+0\/1/);
   t.match(printed.stdout, /swarms at http:\/\/127\.0\.0\.1:\d+\/stats/);
+  t.match(
+    printed.stdout,
+    new RegExp(`${tiny.layers[0]!.digest}\\s+1\\s+0\\s+\\d+`),
+    "the layer's swarm: one seeder, no leecher",
+  );
+
+  // deploy --wait draws a bar for the job and one for each of its slowest hosts while they run.
+  const following = runCli([
+    'deploy',
+    'deploy/tiny:v1',
+    '--hosts',
+    'solo',
+    '--wait',
+    '--registry',
+    registry.url,
+  ]);
+  const jobs = (await (await fetch(`${registry.url}/api/v1/distributions?status=pending`)).json()) as {
+    distributions: { id: string }[];
+  };
+  const [live] = jobs.distributions;
+  const report = (body: unknown) =>
+    fetch(`${registry.url}/api/v1/distributions/${live!.id}/hosts/solo`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  t.equal((await report({ status: 'running', bytesDone: 500 })).status, 200);
+  // Without a terminal the bars are printed every 2 s.
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  t.equal((await report({ status: 'completed', bytesDone: 1078 })).status, 200);
+  const followed = await following;
+  t.equal(followed.code, 0, followed.stderr);
+  t.match(followed.stderr, /all hosts +\|/);
+  t.match(followed.stderr, /solo +\|[^\n]*running/, "the running host's own bar");
+  t.match(followed.stdout, /completed: 1 completed, 0 failed/);
 
   const anonymous = await runCli(['status', '--registry', registry.url], { ZEDGE_CREDENTIAL: '' });
   t.equal(anonymous.code, 2, 'without ZEDGE_CREDENTIAL the registry refuses');
