@@ -11,6 +11,7 @@
 //                          --edge-mbit 1000 --modes direct,zedge]
 import { execFile } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -83,9 +84,25 @@ interface ModeResult {
 }
 
 const work = await mkdtemp(join(tmpdir(), 'zedge-bench-swarm-'));
-const stops: (() => Promise<void>)[] = [];
 // The services' processes by role (`ip netns exec` execs the service: the pid is node's).
 const servicePids: { role: string; pid: number }[] = [];
+// An interrupted run (SIGINT, SIGTERM: the lab exits the process) skips the `finally` below: the
+// layers and the agents' caches go at exit too, once the services writing them are killed.
+process.once('exit', () => {
+  try {
+    for (const { pid } of servicePids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Stopped already.
+      }
+    }
+    rmSync(work, { recursive: true, force: true });
+  } catch {
+    // A service still writing as it dies; the OS's temporary directory cleaning takes the rest.
+  }
+});
+const stops: (() => Promise<void>)[] = [];
 
 /** CPU seconds each role's services have used so far: on 2 cores they bound the deploy's time. */
 function cpuByRole(): Record<string, number> {
@@ -408,6 +425,8 @@ try {
   }
 } finally {
   for (const stop of stops.reverse()) await stop().catch(() => {});
+  // Stopped: the exit hook above must not kill what may by then be another process's pid.
+  servicePids.length = 0;
   await lab.destroy();
   await rm(work, { recursive: true, force: true });
 }
