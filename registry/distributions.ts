@@ -2,8 +2,9 @@
 // layers and the target hosts when the job is made; agents learn of it from their heartbeats (the
 // registry never connects to the hosts) and report progress per host. A job is `pending` until a
 // host starts, `running` until every host ended, then `completed` (or `failed` if a host failed),
-// or `cancelled`. A host that goes offline mid-job fails for that job; one offline from the start
-// picks the job up when it comes back, while the job is live.
+// or `cancelled`. A host that goes offline mid-job (or online when the job was made, then silent
+// before it started) fails for that job; one offline from the start picks the job up when it comes
+// back, and so does a failed one, while the job is live.
 import { createHash } from 'node:crypto';
 import type { Database, Queryable } from '../shared/db/database.ts';
 import { problems } from '../shared/errors.ts';
@@ -312,13 +313,17 @@ export class Distributions {
     return { byStatus, oldestLiveSeconds, liveHostsByStatus, bytesBySource: await this.bytesBySource() };
   }
 
-  /** The live jobs a host has yet to finish: what its heartbeat answer carries. */
+  /**
+   * The live jobs a host has yet to finish: what its heartbeat answer carries. Those it was failed
+   * for by going offline are among them: back while the job is live, it takes the job up again.
+   */
   async assignmentsFor(hostId: string): Promise<Assignment[]> {
     const rows = await this.db.query<{ id: string; image: string; layers: JobRow['layers'] }>(
       `SELECT d.id, d.image, d.layers FROM distribution_hosts h JOIN distributions d ON d.id = h.distribution_id
-       WHERE h.host_id = $1 AND h.status IN ('pending', 'running') AND d.status IN ('pending', 'running')
+       WHERE h.host_id = $1 AND d.status IN ('pending', 'running')
+         AND (h.status IN ('pending', 'running') OR (h.status = 'failed' AND h.error = $2))
        ORDER BY d.created_at`,
-      [hostId],
+      [hostId, WENT_OFFLINE],
     );
     return rows.map((row) => ({ id: row.id, image: row.image, layers: json(row.layers) }));
   }
@@ -373,21 +378,32 @@ export class Distributions {
   }
 
   /**
-   * Hosts that went offline while running a job fail for it (for job `id`, or for every live job);
-   * the others are unaffected. Done when jobs are read, so that what is shown is true.
+   * Hosts that went offline during a job fail for it (for job `id`, or for every live job): those
+   * running it, and those that were online when it was made but went silent before starting (an
+   * agent that died at the deploy's start). A host already offline when the job was made stays
+   * pending: it picks the job up when it comes back. The others are unaffected. Done when jobs are
+   * read and when metrics are scraped, so that what is shown is true.
    */
   private async failSilentHosts(fleet: Host[], id?: string): Promise<void> {
-    const offline = fleet.filter((host) => host.state === 'offline').map((host) => host.hostId);
+    const offline = fleet.filter((host) => host.state === 'offline');
     if (offline.length === 0) return;
     await this.db.transaction(async (tx) => {
       const failed = await tx.query<{ distribution_id: string }>(
         `UPDATE distribution_hosts h SET status = 'failed', error = $3, updated_at = CURRENT_TIMESTAMP
-         FROM distributions d
+         FROM distributions d, unnest($2::text[], $4::timestamptz[]) AS silent(host_id, last_heartbeat_at)
          WHERE d.id = h.distribution_id AND d.status IN ('pending', 'running')
            AND ($1::uuid IS NULL OR h.distribution_id = $1::uuid)
-           AND h.status = 'running' AND h.host_id = ANY($2::text[])
+           AND h.host_id = silent.host_id
+           AND (h.status = 'running' OR (h.status = 'pending'
+             AND silent.last_heartbeat_at >= d.created_at - make_interval(secs => $5)))
          RETURNING h.distribution_id`,
-        [id ?? null, offline, WENT_OFFLINE],
+        [
+          id ?? null,
+          offline.map((host) => host.hostId),
+          WENT_OFFLINE,
+          offline.map((host) => host.lastHeartbeatAt),
+          this.fleet.offlineAfterSeconds,
+        ],
       );
       for (const job of new Set(failed.map((row) => row.distribution_id))) await this.settle(tx, job);
     });

@@ -54,6 +54,11 @@ export class Fleet {
     readonly heartbeatIntervalSeconds: number,
   ) {}
 
+  /** A host silent for longer (three heartbeat intervals) is offline. */
+  get offlineAfterSeconds(): number {
+    return 3 * this.heartbeatIntervalSeconds;
+  }
+
   /** Registers a host, or updates it when it registers again (an agent restart, a moved host). */
   async register(host: HostRegistration): Promise<Host> {
     await this.db.query(
@@ -102,7 +107,7 @@ export class Fleet {
       hostId: row.host_id,
       zone: row.zone,
       address: row.address,
-      state: row.silent_seconds <= 3 * this.heartbeatIntervalSeconds ? 'online' : 'offline',
+      state: row.silent_seconds <= this.offlineAfterSeconds ? 'online' : 'offline',
       cacheCapacityBytes: Number(row.cache_capacity_bytes),
       cacheUsedBytes: Number(row.cache_used_bytes),
       agentVersion: row.agent_version,

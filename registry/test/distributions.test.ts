@@ -307,6 +307,8 @@ t.test('a host that dies mid-job fails for it; the others are unaffected', async
   await pushImage(registry, 'dist/one', 'v1', [50_000]);
   await register(api, 'alive', 'z');
   await register(api, 'dying', 'z');
+  // Online when the job is made, dead before it reports anything.
+  await register(api, 'stillborn', 'z');
   const job = (await call(`${api}/distributions`, 'POST', { image: 'dist/one:v1', zones: ['z'] }))
     .body as Job;
   await call(`${api}/distributions/${job.id}/hosts/dying`, 'PUT', { status: 'running', bytesDone: 10 });
@@ -320,8 +322,8 @@ t.test('a host that dies mid-job fails for it; the others are unaffected', async
   const metrics = await (await fetch(`${registry.url}/metrics`)).text();
   t.match(
     metrics,
-    /zedge_registry_distribution_hosts\{status="failed"[^}]*\} 1/,
-    'one host failed, in /metrics',
+    /zedge_registry_distribution_hosts\{status="failed"[^}]*\} 2/,
+    'two hosts failed, in /metrics',
   );
   t.match(metrics, /zedge_registry_distribution_hosts\{status="running"[^}]*\} 1/);
   t.match(metrics, /zedge_registry_distribution_received_bytes\{source="peers"[^}]*\} 0/);
@@ -329,6 +331,7 @@ t.test('a host that dies mid-job fails for it; the others are unaffected', async
   t.match(view.hosts, [
     { hostId: 'alive', status: 'running' },
     { hostId: 'dying', status: 'failed', error: 'host went offline' },
+    { hostId: 'stillborn', status: 'failed', error: 'host went offline' },
   ]);
   t.equal(view.status, 'running');
   await call(`${api}/distributions/${job.id}/hosts/alive`, 'PUT', { status: 'completed', bytesDone: 50_000 });
@@ -375,6 +378,8 @@ t.test(
     await pushImage(registry, 'dist/back', 'v1', [50_000]);
     await register(api, 'steady', 'z');
     await register(api, 'starved', 'z');
+    // Silent before it reported anything (its agent restarting), then back.
+    await register(api, 'restarted', 'z');
     const job = (await call(`${api}/distributions`, 'POST', { image: 'dist/back:v1', zones: ['z'] }))
       .body as Job;
     for (const host of ['steady', 'starved'])
@@ -389,6 +394,18 @@ t.test(
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
     t.equal(await hostStatus('starved'), 'failed', 'silent for three heartbeats: failed');
+    t.equal(await hostStatus('restarted'), 'failed', 'silent before it began: failed too');
+    const beat = await call(`${api}/hosts/restarted/heartbeat`, 'PUT', {});
+    t.same(
+      beat.body.jobs.map((assignment: { id: string }) => assignment.id),
+      [job.id],
+      'back while the job is live, its heartbeat carries the job again',
+    );
+    await call(`${api}/distributions/${job.id}/hosts/restarted`, 'PUT', {
+      status: 'completed',
+      bytesDone: 50_000,
+    });
+    t.equal(await hostStatus('restarted'), 'completed');
     await call(`${api}/hosts/starved/heartbeat`, 'PUT', {});
     await call(`${api}/distributions/${job.id}/hosts/starved`, 'PUT', {
       status: 'completed',
