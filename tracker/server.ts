@@ -68,12 +68,36 @@ export async function createTracker(config: TrackerConfig, logger?: Logger): Pro
     labelNames: ['protocol'],
     registers,
   });
+  /** Every swarm with live peers, and its counts: what /stats and the gauges below show. */
+  async function liveSwarms() {
+    const infoHashes = await store.swarms();
+    const counts = [];
+    for (const infoHash of infoHashes) counts.push(await store.counts(infoHash));
+    return { infoHashes, counts };
+  }
   new Gauge({
     name: 'zedge_tracker_swarms',
     help: 'Swarms with live peers',
     registers,
     async collect() {
       this.set((await store.swarms()).length);
+    },
+  });
+  new Gauge({
+    name: 'zedge_tracker_peers',
+    help: 'Live peers of all swarms, by role (seeder: has the whole layer; leecher: still downloading)',
+    labelNames: ['role'],
+    registers,
+    async collect() {
+      const { counts } = await liveSwarms();
+      this.set(
+        { role: 'seeder' },
+        counts.reduce((sum, count) => sum + count.seeders, 0),
+      );
+      this.set(
+        { role: 'leecher' },
+        counts.reduce((sum, count) => sum + count.leechers, 0),
+      );
     },
   });
   const rate = new AnnounceRate();
@@ -157,13 +181,12 @@ export async function createTracker(config: TrackerConfig, logger?: Logger): Pro
     const swarms = [];
     let seeders = 0;
     let leechers = 0;
-    const infoHashes = await store.swarms();
+    const { infoHashes, counts } = await liveSwarms();
     const digests = await registrations.registeredDigests(infoHashes);
     for (const [index, infoHash] of infoHashes.entries()) {
-      const counts = await store.counts(infoHash);
-      seeders += counts.seeders;
-      leechers += counts.leechers;
-      swarms.push({ infoHash, digest: digests[index] ?? null, ...counts });
+      seeders += counts[index]!.seeders;
+      leechers += counts[index]!.leechers;
+      swarms.push({ infoHash, digest: digests[index] ?? null, ...counts[index]! });
     }
     return {
       swarms,

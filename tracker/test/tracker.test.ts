@@ -336,6 +336,14 @@ for (const backend of BACKENDS) {
         /zedge_tracker_announces_total\{protocol="http",event="update",result="refused",service="tracker"\} [1-9]/,
       );
       t.match(metrics, /zedge_tracker_swarms\{service="tracker"\} [1-9]/);
+      const peers = (role: string) =>
+        Number(
+          new RegExp(`zedge_tracker_peers\\{role="${role}",service="tracker"\\} (\\d+)`).exec(metrics)?.[1],
+        );
+      t.ok(
+        peers('seeder') >= 3 && peers('leecher') >= 3,
+        `peers by role: ${peers('seeder')}, ${peers('leecher')}`,
+      );
     });
 
     if (backend === 'production') {
