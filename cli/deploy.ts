@@ -1,5 +1,6 @@
 // `zedge-p2p deploy`: starts a distribution job and, with --wait, follows it with progress bars (the
-// whole job and its slowest hosts) until it ends. The exit code says how it ended.
+// whole job and its slowest hosts) until it ends. The exit code says how it ended. `zedge-p2p cancel`
+// stops one.
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import { registryApi } from './registry-api.ts';
 
@@ -9,6 +10,8 @@ export interface DeployOptions {
   zones?: string[];
   all?: boolean;
   platform?: string;
+  /** The job ends this many seconds after it starts, its hosts still at work failing. */
+  timeout?: number;
   wait?: boolean;
   /** Hosts shown under the overall bar while the job runs. */
   slowest?: number;
@@ -51,6 +54,7 @@ export async function deploy(image: string, options: DeployOptions): Promise<num
     image,
     ...target,
     ...(options.platform ? { platform: options.platform } : {}),
+    ...(options.timeout !== undefined ? { timeoutSeconds: options.timeout } : {}),
   });
   console.log(`distribution ${job.id}: ${job.image} to ${job.progress.hosts} host(s), ${job.status}`);
   if (!options.wait) return 0;
@@ -64,6 +68,24 @@ export async function deploy(image: string, options: DeployOptions): Promise<num
   for (const host of final.hosts.filter((entry) => entry.status === 'failed'))
     console.log(`  ${host.hostId}: failed: ${host.error ?? 'unknown'}`);
   return final.status === 'completed' ? 0 : 1;
+}
+
+/** Cancels a live job; resolves to the exit code (1 when the job had already ended otherwise). */
+export async function cancelDeploy(id: string, options: { registry: string }): Promise<number> {
+  const path = `/distributions/${encodeURIComponent(id)}`;
+  const counts = (job: Job) =>
+    ['completed', 'failed', 'cancelled']
+      .map((status) => `${job.progress.hostsByStatus[status] ?? 0} ${status}`)
+      .join(', ');
+  // DELETE answers an ended job as it is: whether this cancel ended it is asked first.
+  const before = await registryApi<Job>(options.registry, 'GET', path);
+  const job = FINAL.has(before.status) ? before : await registryApi<Job>(options.registry, 'DELETE', path);
+  if (FINAL.has(before.status) || job.status !== 'cancelled') {
+    console.log(`distribution ${job.id} had already ended: ${job.status} (${counts(job)})`);
+    return 1;
+  }
+  console.log(`distribution ${job.id} cancelled: ${counts(job)}; the hosts stop its downloads`);
+  return 0;
 }
 
 /** Polls the job once a second, drawing the bars, until it ends. */

@@ -10,7 +10,7 @@ import { ConfigError, type RegistryConfig, registryConfig } from '../shared/conf
 import { createLogger, type Logger } from '../shared/logger.ts';
 import { trackerConfig } from '../tracker/config.ts';
 import { createTracker } from '../tracker/server.ts';
-import { deploy, UsageError } from './deploy.ts';
+import { cancelDeploy, deploy, UsageError } from './deploy.ts';
 import { gc } from './gc.ts';
 import { quotaRecalc, quotaShow } from './quota.ts';
 import { RegistryApiError } from './registry-api.ts';
@@ -267,6 +267,7 @@ program
   .option('--zones <zones>', 'comma-separated zones', list)
   .option('--all', 'every host of the fleet')
   .option('--platform <os/arch>', 'one platform of a multi-platform image (default: every platform)')
+  .option('--timeout <seconds>', 'end the job this long after it starts; hosts still at work fail', Number)
   .option('--wait', 'follow the job with progress bars until it ends; exit 1 unless it completed')
   .option('--registry <url>', 'the registry (ZEDGE_REGISTRY_URL, default http://127.0.0.1:5000)')
   .action(
@@ -277,6 +278,7 @@ program
         zones?: string[];
         all?: boolean;
         platform?: string;
+        timeout?: number;
         wait?: boolean;
         registry?: string;
       },
@@ -285,6 +287,15 @@ program
       process.exitCode = await deploy(image, { ...flags, registry });
     },
   );
+
+program
+  .command('cancel <distribution-id>')
+  .description('cancel a mass deploy: its hosts stop the downloads nothing else wants')
+  .option('--registry <url>', 'the registry (ZEDGE_REGISTRY_URL, default http://127.0.0.1:5000)')
+  .action(async (id: string, flags: { registry?: string }) => {
+    const registry = flags.registry ?? process.env.ZEDGE_REGISTRY_URL ?? 'http://127.0.0.1:5000';
+    process.exitCode = await cancelDeploy(id, { registry });
+  });
 
 program
   .command('status')

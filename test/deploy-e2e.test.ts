@@ -197,6 +197,19 @@ t.test('zedge-p2p status and deploy errors', async (t) => {
   t.match(followed.stderr, /solo +\|[^\n]*running/, "the running host's own bar");
   t.match(followed.stdout, /completed: 1 completed, 0 failed/);
 
+  // cancel: a live job is cancelled; an ended one is left as it is.
+  const another = await runCli(['deploy', 'deploy/tiny:v1', '--hosts', 'solo', '--registry', registry.url]);
+  const anotherId = /distribution ([0-9a-f-]{36})/.exec(another.stdout)![1]!;
+  const cancelled = await runCli(['cancel', anotherId, '--registry', registry.url]);
+  t.equal(cancelled.code, 0, cancelled.stderr);
+  t.match(
+    cancelled.stdout,
+    new RegExp(`distribution ${anotherId} cancelled: 0 completed, 0 failed, 1 cancelled`),
+  );
+  const again = await runCli(['cancel', anotherId, '--registry', registry.url]);
+  t.equal(again.code, 1, 'cancelling an ended job exits 1');
+  t.match(again.stdout, /had already ended: cancelled/);
+
   const anonymous = await runCli(['status', '--registry', registry.url], { ZEDGE_CREDENTIAL: '' });
   t.equal(anonymous.code, 2, 'without ZEDGE_CREDENTIAL the registry refuses');
   t.match(anonymous.stderr, /401 Authentication required/);
@@ -205,6 +218,7 @@ t.test('zedge-p2p status and deploy errors', async (t) => {
     [['deploy', 'deploy/none:v1', '--all'], /404 Not found: image deploy\/none:v1/],
     [['deploy', 'deploy/tiny:v1', '--hosts', 'ghost'], /unknown host\(s\) ghost/],
     [['deploy', 'deploy/tiny:v1'], /name the target/],
+    [['cancel', '00000000-0000-0000-0000-000000000000'], /404 Not found: distribution/],
   ] as const) {
     const failed = await runCli([...args, '--registry', registry.url]);
     t.equal(failed.code, 2, args.join(' '));
