@@ -2,7 +2,8 @@
 // layers and the target hosts when the job is made; agents learn of it from their heartbeats (the
 // registry never connects to the hosts) and report progress per host. A job is `pending` until a
 // host starts, `running` until every host ended, then `completed` (or `failed` if a host failed),
-// or `cancelled`. A host that goes offline mid-job (or online when the job was made, then silent
+// or `cancelled`; a job given a timeout ends when it passes, its hosts still at work failing. A host
+// that goes offline mid-job (or online when the job was made, then silent
 // before it started) fails for that job; one offline from the start picks the job up when it comes
 // back, and so does a failed one, while the job is live.
 import { createHash } from 'node:crypto';
@@ -63,6 +64,8 @@ export interface DistributionView {
   target: Target;
   layers: { digest: string; size: number }[];
   createdAt: string;
+  /** When the job ends if it is still live (its hosts still at work fail), if it was given a timeout. */
+  deadlineAt: string | null;
   finishedAt: string | null;
   progress: {
     hosts: number;
@@ -117,6 +120,7 @@ interface JobRow {
   target: Target | string;
   status: JobStatus;
   created_at: Date | string;
+  deadline_at: Date | string | null;
   finished_at: Date | string | null;
 }
 
@@ -133,6 +137,7 @@ interface HostRow {
 }
 
 const WENT_OFFLINE = 'host went offline';
+const TIMED_OUT = "the job's timeout passed";
 
 export class Distributions {
   constructor(
@@ -169,6 +174,8 @@ export class Distributions {
     layers: { digest: string; size: number }[];
     target: Target;
     hosts: Host[];
+    /** The job ends this long after it was made, its hosts still at work failing. */
+    timeoutSeconds?: number;
   }): Promise<{ view: DistributionView; created: boolean }> {
     if (job.hosts.length === 0) throw problems.badRequest('the target names no hosts');
     const hostIds = job.hosts.map((host) => host.hostId).sort();
@@ -185,8 +192,10 @@ export class Distributions {
       );
       if (live[0]) return { id: live[0].id, created: false };
       const rows = await tx.query<{ id: string }>(
-        `INSERT INTO distributions (image, manifest_digest, platform, layers, target, target_key)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+        `INSERT INTO distributions (image, manifest_digest, platform, layers, target, target_key, deadline_at)
+         VALUES ($1, $2, $3, $4, $5, $6,
+           CASE WHEN $7::float8 IS NULL THEN NULL ELSE CURRENT_TIMESTAMP + make_interval(secs => $7::float8) END)
+         RETURNING id`,
         [
           job.image,
           job.manifestDigest,
@@ -194,6 +203,7 @@ export class Distributions {
           JSON.stringify(job.layers),
           JSON.stringify(job.target),
           targetKey,
+          job.timeoutSeconds ?? null,
         ],
       );
       const created = rows[0]!.id;
@@ -249,7 +259,7 @@ export class Distributions {
   }
 
   private async load(id: string, fleet: Host[]): Promise<DistributionView | undefined> {
-    await this.failSilentHosts(fleet, id);
+    await this.failOverdueHosts(fleet, id);
     const jobs = await this.db.query<JobRow>('SELECT * FROM distributions WHERE id = $1', [id]);
     const job = jobs[0];
     if (!job) return undefined;
@@ -291,7 +301,7 @@ export class Distributions {
    * live jobs by their status in them, and the bytes hosts got for jobs by source.
    */
   async stats(): Promise<DistributionStats> {
-    await this.failSilentHosts(await this.fleet.list());
+    await this.failOverdueHosts(await this.fleet.list());
     const rows = await this.db.query<{ status: string; count: number; oldest: number | null }>(
       `SELECT status, COUNT(*)::int AS count,
          MAX(EXTRACT(EPOCH FROM (CURRENT_TIMESTAMP - created_at)))::float8 AS oldest
@@ -321,6 +331,7 @@ export class Distributions {
     const rows = await this.db.query<{ id: string; image: string; layers: JobRow['layers'] }>(
       `SELECT d.id, d.image, d.layers FROM distribution_hosts h JOIN distributions d ON d.id = h.distribution_id
        WHERE h.host_id = $1 AND d.status IN ('pending', 'running')
+         AND (d.deadline_at IS NULL OR d.deadline_at > CURRENT_TIMESTAMP)
          AND (h.status IN ('pending', 'running') OR (h.status = 'failed' AND h.error = $2))
        ORDER BY d.created_at`,
       [hostId, WENT_OFFLINE],
@@ -336,13 +347,21 @@ export class Distributions {
   async report(id: string, hostId: string, report: ProgressReport): Promise<JobStatus> {
     if (!UUID.test(id)) throw problems.notFound(`distribution ${id}`);
     return this.db.transaction(async (tx) => {
-      const jobs = await tx.query<{ status: JobStatus; layers: JobRow['layers'] }>(
-        'SELECT status, layers FROM distributions WHERE id = $1 FOR UPDATE',
+      const jobs = await tx.query<{ status: JobStatus; layers: JobRow['layers']; overdue: boolean }>(
+        `SELECT status, layers, COALESCE(deadline_at <= CURRENT_TIMESTAMP, false) AS overdue
+         FROM distributions WHERE id = $1 FOR UPDATE`,
         [id],
       );
       const job = jobs[0];
       if (!job) throw problems.notFound(`distribution ${id}`);
       if (!LIVE.includes(job.status)) return job.status;
+      // Past its deadline: the job ends now, and the host hears it has (its agent stops).
+      if (job.overdue) {
+        await this.failTimedOut(tx, id);
+        return (
+          await tx.query<{ status: JobStatus }>('SELECT status FROM distributions WHERE id = $1', [id])
+        )[0]!.status;
+      }
       const layers = report.layers && checkLayerReports(report.layers, json(job.layers), id);
       const bytes = report.bytesBySource ?? {};
       const updated = await tx.query(
@@ -382,9 +401,11 @@ export class Distributions {
    * running it, and those that were online when it was made but went silent before starting (an
    * agent that died at the deploy's start). A host already offline when the job was made stays
    * pending: it picks the job up when it comes back. The others are unaffected. Done when jobs are
-   * read and when metrics are scraped, so that what is shown is true.
+   * read and when metrics are scraped, so that what is shown is true; jobs past their deadline end
+   * then too.
    */
-  private async failSilentHosts(fleet: Host[], id?: string): Promise<void> {
+  private async failOverdueHosts(fleet: Host[], id?: string): Promise<void> {
+    await this.db.transaction((tx) => this.failTimedOut(tx, id));
     const offline = fleet.filter((host) => host.state === 'offline');
     if (offline.length === 0) return;
     await this.db.transaction(async (tx) => {
@@ -407,6 +428,21 @@ export class Distributions {
       );
       for (const job of new Set(failed.map((row) => row.distribution_id))) await this.settle(tx, job);
     });
+  }
+
+  /** Live jobs past their deadline (job `id`, or every one) end: their hosts still at work fail. */
+  private async failTimedOut(tx: Queryable, id?: string): Promise<void> {
+    const failed = await tx.query<{ distribution_id: string }>(
+      `UPDATE distribution_hosts h SET status = 'failed', error = $2, updated_at = CURRENT_TIMESTAMP
+       FROM distributions d
+       WHERE d.id = h.distribution_id AND d.status IN ('pending', 'running')
+         AND d.deadline_at <= CURRENT_TIMESTAMP
+         AND ($1::uuid IS NULL OR h.distribution_id = $1::uuid)
+         AND h.status IN ('pending', 'running')
+       RETURNING h.distribution_id`,
+      [id ?? null, TIMED_OUT],
+    );
+    for (const job of new Set(failed.map((row) => row.distribution_id))) await this.settle(tx, job);
   }
 
   /** Derives and stores a live job's status from its hosts'. */
@@ -472,6 +508,7 @@ export class Distributions {
       target: json(job.target),
       layers,
       createdAt: new Date(job.created_at).toISOString(),
+      deadlineAt: job.deadline_at ? new Date(job.deadline_at).toISOString() : null,
       finishedAt: job.finished_at ? new Date(job.finished_at).toISOString() : null,
       progress: {
         hosts: hosts.length,

@@ -18,6 +18,7 @@ const WARM_TOKEN_SECONDS = 600;
 interface CreateBody {
   image: string;
   platform?: string;
+  timeoutSeconds?: number;
   hosts?: string[];
   zones?: string[];
   all?: boolean;
@@ -52,12 +53,14 @@ export async function distributionRoutes(app: FastifyInstance, context: Registry
             hosts: { type: 'array', maxItems: 100_000, items: { type: 'string', pattern: HOST } },
             zones: { type: 'array', minItems: 1, maxItems: 1000, items: { type: 'string', pattern: ZONE } },
             all: { type: 'boolean', const: true },
+            // Up to 30 days.
+            timeoutSeconds: { type: 'integer', minimum: 1, maximum: 2_592_000 },
           },
         },
       },
     },
     async (request, reply) => {
-      const { image, platform, hosts, zones, all } = request.body;
+      const { image, platform, hosts, zones, all, timeoutSeconds } = request.body;
       const targets = [hosts, zones, all].filter((value) => value !== undefined);
       if (targets.length !== 1)
         throw problems.badRequest('name exactly one target: "hosts", "zones" or "all"');
@@ -78,6 +81,7 @@ export async function distributionRoutes(app: FastifyInstance, context: Registry
         layers: resolved.layers,
         target,
         hosts: targetHosts,
+        ...(timeoutSeconds !== undefined && { timeoutSeconds }),
       });
       if (!created) return reply.code(200).header('Location', `/api/v1/distributions/${view.id}`).send(view);
       const digests = resolved.layers.map((layer) => layer.digest);

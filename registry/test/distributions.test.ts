@@ -338,6 +338,65 @@ t.test('a host that dies mid-job fails for it; the others are unaffected', async
   t.equal((await call(`${api}/distributions/${job.id}`, 'GET')).body.status, 'failed');
 });
 
+t.test('a job given a timeout ends when it passes; its hosts still at work fail', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const registry = await startRegistry(t, resources, { ZEDGE_HEARTBEAT_SECONDS: '30' });
+  const api = `${registry.url}/api/v1`;
+  await pushImage(registry, 'dist/timed', 'v1', [50_000]);
+  for (const host of ['quick', 'slow', 'late']) await register(api, host, 'z');
+  const created = await call(`${api}/distributions`, 'POST', {
+    image: 'dist/timed:v1',
+    hosts: ['quick', 'slow'],
+    timeoutSeconds: 2,
+  });
+  t.equal(created.status, 201);
+  const job = created.body as Job & { deadlineAt: string };
+  t.ok(Date.parse(job.deadlineAt) > Date.now(), `deadline ${job.deadlineAt}`);
+  await call(`${api}/distributions/${job.id}/hosts/quick`, 'PUT', { status: 'completed', bytesDone: 50_000 });
+  await call(`${api}/distributions/${job.id}/hosts/slow`, 'PUT', { status: 'running', bytesDone: 10 });
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  // The slow host's next report is the first to hear it: the job ended, the agent stops.
+  const answer = await call(`${api}/distributions/${job.id}/hosts/slow`, 'PUT', {
+    status: 'running',
+    bytesDone: 20,
+  });
+  t.equal(answer.body.status, 'failed', 'a report after the deadline is told the job ended');
+  const view = (await call(`${api}/distributions/${job.id}`, 'GET')).body as Job;
+  t.match(view, {
+    status: 'failed',
+    hosts: [
+      { hostId: 'quick', status: 'completed' },
+      { hostId: 'slow', status: 'failed', error: "the job's timeout passed", bytesDone: 10 },
+    ],
+  });
+  t.ok(view.finishedAt, 'finished');
+
+  // A job nobody reports to ends when it is read (or metrics are scraped) after its deadline.
+  const idle = (
+    await call(`${api}/distributions`, 'POST', { image: 'dist/timed:v1', hosts: ['late'], timeoutSeconds: 1 })
+  ).body as Job;
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  t.same(
+    (await call(`${api}/hosts/late/heartbeat`, 'PUT', {})).body.jobs,
+    [],
+    'not assigned past its deadline',
+  );
+  const metrics = await (await fetch(`${registry.url}/metrics`)).text();
+  t.match(metrics, /zedge_registry_distributions\{status="failed"[^}]*\} 2/, 'both jobs ended failed');
+  t.match((await call(`${api}/distributions/${idle.id}`, 'GET')).body, {
+    status: 'failed',
+    hosts: [{ hostId: 'late', status: 'failed', error: "the job's timeout passed" }],
+  });
+  for (const timeoutSeconds of [0, -1, 1.5, 'soon', 3_000_000]) {
+    const refused = await call(`${api}/distributions`, 'POST', {
+      image: 'dist/timed:v1',
+      all: true,
+      timeoutSeconds,
+    });
+    t.equal(refused.status, 400, `timeoutSeconds ${timeoutSeconds}`);
+  }
+});
+
 t.test('a host offline when its job is made picks the job up when it comes back', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources, { ZEDGE_HEARTBEAT_SECONDS: '1' });
