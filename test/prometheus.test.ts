@@ -1,5 +1,6 @@
 // The example Prometheus setup in deploy/prometheus: promtool accepts the scrape config and the alert
-// rules, and every zedge metric the rules use is one the services really expose.
+// rules, its unit tests of the rules (alerts.test.yml) pass, and every zedge metric the rules use is
+// one the services really expose.
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -21,6 +22,12 @@ t.test('promtool accepts the scrape config and the alert rules', async (t) => {
   t.match(config.stdout, /SUCCESS/);
   const rules = await run('promtool', ['check', 'rules', join(dir, 'alerts.yml')]);
   t.match(rules.stdout, /SUCCESS: \d+ rules found/);
+});
+
+t.test("the alert rules fire when they should: promtool's unit tests of them", async (t) => {
+  // Run from the directory: alerts.test.yml names alerts.yml relative to itself.
+  const tests = await run('promtool', ['test', 'rules', 'alerts.test.yml'], { cwd: dir });
+  t.match(tests.stdout, /SUCCESS/);
 });
 
 t.test('the alert rules use metrics the services expose', async (t) => {
