@@ -142,15 +142,19 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     auth: new Authenticator(
       accounts,
       tokens,
-      new SignInThrottle({
-        maxFailures: config.auth.signInMaxFailures,
-        windowSeconds: config.auth.signInWindowSeconds,
-        onEngaged: (address, username) =>
-          log.warn(
-            { address, username },
-            'too many failed sign-ins: this address is refused this username a while',
-          ),
-      }),
+      new SignInThrottle(
+        {
+          maxFailures: config.auth.signInMaxFailures,
+          windowSeconds: config.auth.signInWindowSeconds,
+          onEngaged: (address, username) =>
+            log.warn(
+              { address, username },
+              'too many failed sign-ins: this address is refused this username a while',
+            ),
+        },
+        // With Redis, every registry of the deployment counts a guesser's wrong passwords together.
+        state.kind === 'redis' ? state : undefined,
+      ),
       (reason) => metrics.signInsRefused.inc({ reason }),
     ),
     access: new Access(db),

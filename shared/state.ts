@@ -13,6 +13,11 @@ export interface StateStore {
   get<T>(key: string): Promise<T | undefined>;
   set<T>(key: string, value: T, ttlMs: number): Promise<void>;
   delete(key: string): Promise<void>;
+  /**
+   * Adds `by` to the counter `key` (0: reads it), which starts at 0 and lives `ttlMs` from its first
+   * count; answers its count and the milliseconds it has left. `delete` removes it.
+   */
+  count(key: string, by: number, ttlMs: number): Promise<{ count: number; ttlMs: number }>;
   /** Runs `work` while holding a lock named `key` (across processes when backed by Redis). */
   withLock<T>(key: string, ttlMs: number, work: () => Promise<T>): Promise<T>;
   /** Tells the subscribers of `channel`, in every process sharing the store, what changed. */
@@ -72,6 +77,21 @@ export class RedisStateStore implements StateStore {
 
   async delete(key: string): Promise<void> {
     await this.redis.del(this.prefix + key);
+  }
+
+  async count(key: string, by: number, ttlMs: number): Promise<{ count: number; ttlMs: number }> {
+    // One round trip, atomic: the count and its time to live, set with the first count.
+    const [count, left] = (await this.redis.eval(
+      `local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+       local ttl = redis.call('PTTL', KEYS[1])
+       if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]); ttl = tonumber(ARGV[2]) end
+       return {n, ttl}`,
+      1,
+      this.prefix + key,
+      by,
+      ttlMs,
+    )) as [number, number];
+    return { count, ttlMs: left };
   }
 
   async withLock<T>(key: string, ttlMs: number, work: () => Promise<T>): Promise<T> {
@@ -164,6 +184,18 @@ export class LocalStateStore implements StateStore {
   async delete(key: string): Promise<void> {
     this.records.delete(key);
     if (this.persistDir) await rm(this.fileOf(key), { force: true });
+  }
+
+  /** Counters live in memory only: one process has no one to share them with across a restart. */
+  async count(key: string, by: number, ttlMs: number): Promise<{ count: number; ttlMs: number }> {
+    const now = Date.now();
+    let record = this.records.get(key);
+    if (!record || record.expiresAt <= now) {
+      record = { value: 0, expiresAt: now + ttlMs };
+      this.records.set(key, record);
+    }
+    record.value = (record.value as number) + by;
+    return { count: record.value as number, ttlMs: record.expiresAt - now };
   }
 
   async withLock<T>(key: string, _ttlMs: number, work: () => Promise<T>): Promise<T> {

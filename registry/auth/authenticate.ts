@@ -92,27 +92,29 @@ export class Authenticator {
 
   /** Checks a pair with scrypt, if the throttle lets `address` try; remembers it when it is right. */
   private check(key: string, username: string, password: string, address: string) {
-    let ended: (outcome: CheckOutcome) => void;
-    try {
-      ended = this.throttle.begin(address, username);
-    } catch (error) {
-      this.onRefused('throttled');
-      return Promise.reject(error);
-    }
-    const checking = this.accounts.verify(username, password).then(
-      (account) => {
-        ended(account ? 'signed-in' : 'wrong');
-        if (account) {
-          if (this.verified.size >= MAX_REMEMBERED) this.verified.delete(this.verified.keys().next().value!);
-          this.verified.set(key, account.hash);
-        }
-        return account;
-      },
-      (error: unknown) => {
+    // Kept in `checking` at once: the same pair brought by many requests is checked once.
+    const checking = (async () => {
+      let ended: (outcome: CheckOutcome) => void;
+      try {
+        ended = await this.throttle.begin(address, username);
+      } catch (error) {
+        this.onRefused('throttled');
+        throw error;
+      }
+      let account: Awaited<ReturnType<Accounts['verify']>>;
+      try {
+        account = await this.accounts.verify(username, password);
+      } catch (error) {
         ended('error');
         throw error;
-      },
-    );
+      }
+      ended(account ? 'signed-in' : 'wrong');
+      if (account) {
+        if (this.verified.size >= MAX_REMEMBERED) this.verified.delete(this.verified.keys().next().value!);
+        this.verified.set(key, account.hash);
+      }
+      return account;
+    })();
     this.checking.set(key, checking);
     void checking.finally(() => this.checking.delete(key)).catch(() => {});
     return checking;

@@ -1,9 +1,13 @@
 // Failed sign-ins are limited per client address and username: a password guesser gets a few tries
 // a window, then 429 with Retry-After, and its further guesses cost no scrypt. Counted per address, so
 // that someone who knows a host account's name cannot lock the hosts themselves out; credentials the
-// authenticator already verified pass before the throttle is asked. Counts are per registry process.
+// authenticator already verified pass before the throttle is asked. With a shared store (Redis), the
+// wrong passwords are counted for every registry of the deployment: a guesser spreading its tries over
+// them gets the limit once, not once per registry. Tries being checked count in this process only.
+import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { OciError } from '../../shared/errors.ts';
+import type { StateStore } from '../../shared/state.ts';
 
 export class SignInThrottledError extends Error {
   override name = 'SignInThrottledError';
@@ -46,27 +50,42 @@ export type CheckOutcome = 'signed-in' | 'wrong' | 'error';
 export class SignInThrottle {
   private readonly tries = new LRUCache<string, Tries>({ max: MAX_TRACKED });
 
-  constructor(private readonly options: SignInThrottleOptions) {}
+  constructor(
+    private readonly options: SignInThrottleOptions,
+    /** Where every registry of the deployment counts wrong passwords (Redis); none: this process only. */
+    private readonly shared?: StateStore,
+  ) {}
 
   /**
    * Begins a password check of `username` from `address`; call the returned function with how it
-   * ended. Throws SignInThrottledError, and nothing is checked, while the address has no tries left.
+   * ended. Rejects with SignInThrottledError, and nothing is checked, while the address has no tries
+   * left. A shared store that does not answer leaves this process's own count to decide.
    */
-  begin(address: string, username: string): (outcome: CheckOutcome) => void {
+  async begin(address: string, username: string): Promise<(outcome: CheckOutcome) => void> {
     const { maxFailures, windowSeconds, onEngaged } = this.options;
     if (maxFailures <= 0) return () => {};
     const key = keyOf(address, username);
-    const tries = this.current(key) ?? { failures: 0, pending: 0, until: Date.now() + windowSeconds * 1000 };
-    if (tries.failures + tries.pending >= maxFailures)
-      throw new SignInThrottledError(Math.max(1, Math.ceil((tries.until - Date.now()) / 1000)));
+    const windowMs = windowSeconds * 1000;
+    const shared = await this.shared?.count(key, 0, windowMs).catch(() => undefined);
+    // Read after the shared count: tries begun meanwhile in this process are pending here.
+    const tries = this.current(key) ?? { failures: 0, pending: 0, until: Date.now() + windowMs };
+    const failures = Math.max(tries.failures, shared?.count ?? 0);
+    if (failures + tries.pending >= maxFailures) {
+      const leftMs = Math.max(tries.until - Date.now(), shared?.ttlMs ?? 0);
+      throw new SignInThrottledError(Math.max(1, Math.ceil(leftMs / 1000)));
+    }
     tries.pending++;
     this.tries.set(key, tries);
     return (outcome) => {
       tries.pending--;
-      if (outcome === 'signed-in') this.tries.delete(key);
-      else if (outcome === 'wrong') {
+      if (outcome === 'signed-in') {
+        this.tries.delete(key);
+        void this.shared?.delete(key).catch(() => {});
+      } else if (outcome === 'wrong') {
         tries.failures++;
-        if (tries.failures === maxFailures) onEngaged?.(address, username);
+        void this.shared?.count(key, 1, windowMs).catch(() => {});
+        if (Math.max(tries.failures, (shared?.count ?? 0) + 1) === maxFailures)
+          onEngaged?.(address, username);
       }
     };
   }
@@ -85,6 +104,7 @@ export class SignInThrottle {
   }
 }
 
+/** The count's name, here and in the shared store (hashed there: no usernames in Redis's keys). */
 function keyOf(address: string, username: string): string {
-  return `${address}\0${username}`;
+  return `sign-in-failures:${createHash('sha256').update(address).update('\0').update(username).digest('base64url')}`;
 }

@@ -1,7 +1,8 @@
 // Failed sign-ins are limited per client address and username: after ZEDGE_SIGNIN_MAX_FAILURES wrong
 // passwords, that address gets 429 with Retry-After for that username on /v2, /token and /api/v1,
 // even with the right password, until the window ends; guesses sent at once count before they are
-// checked. Other usernames, other addresses and credentials already verified are not held up.
+// checked. Other usernames, other addresses and credentials already verified are not held up. With
+// Redis, registries sharing it count a guesser's wrong passwords together.
 import { request } from 'node:http';
 import t from 'tap';
 import { basicAuth, type Credentials, createUser } from '../../test/support/auth.ts';
@@ -95,4 +96,26 @@ t.test('wrong passwords from one address hold up that username there, and nothin
 
   await new Promise((resolve) => setTimeout(resolve, 3100));
   t.equal((await getFrom(`${url}/v2/`, bob)).status, 200, 'once the window is over, bob signs in');
+});
+
+t.test('registries sharing Redis count wrong passwords together', async (t) => {
+  const resources = await provisionBackend(t, 'production');
+  const settings = { ZEDGE_SIGNIN_MAX_FAILURES: '4', ZEDGE_SIGNIN_WINDOW_SECONDS: '30' };
+  const first = await startRegistry(t, resources, settings);
+  const second = await startRegistry(t, resources, settings);
+  const frank = await createUser(first.url, 'frank');
+  const guess = { ...frank, password: 'not-the-password' };
+  // Two guesses at each registry: four in all, the limit.
+  for (const registry of [first, second, first, second])
+    t.equal((await getFrom(`${registry.url}/v2/`, guess)).status, 401, 'a wrong password: 401');
+  for (const registry of [first, second]) {
+    const refused = await getFrom(`${registry.url}/v2/`, frank);
+    t.equal(refused.status, 429, 'each registry refuses the address, the right password too');
+    t.ok(Number(refused.retryAfter) > 20, `for the rest of the window: Retry-After ${refused.retryAfter}`);
+  }
+  t.equal(
+    (await getFrom(`${second.url}/v2/`, frank, '127.0.0.2')).status,
+    200,
+    'the same username from another address',
+  );
 });

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { BACKENDS, productionEnv } from '../../test/support/backends.ts';
 import { ConfigError, listenAddress, registryConfig } from '../config.ts';
 import { isValidRepositoryName, isValidTag, parseDigest } from '../digest.ts';
@@ -68,6 +68,23 @@ async function lockOverlaps(stores: StateStore[]): Promise<boolean> {
   return overlap;
 }
 
+/** Counters: shared between `a` and `b` (the same store or two clients of one), reset, expiring. */
+async function checkCounters(t: Test, a: StateStore, b: StateStore): Promise<void> {
+  t.same(await a.count('guesses', 0, 60_000), { count: 0, ttlMs: 60_000 }, 'a new counter reads 0');
+  await a.count('guesses', 1, 60_000);
+  const second = await b.count('guesses', 1, 60_000);
+  t.equal(second.count, 2, 'counts add up');
+  t.ok(
+    second.ttlMs > 50_000 && second.ttlMs <= 60_000,
+    `its time runs from the first count: ${second.ttlMs}`,
+  );
+  await b.delete('guesses');
+  t.equal((await a.count('guesses', 0, 60_000)).count, 0, 'a deleted counter starts again');
+  await a.count('brief', 1, 20);
+  await new Promise((resolve) => setTimeout(resolve, 40));
+  t.equal((await b.count('brief', 0, 20)).count, 0, 'an expired counter starts again');
+}
+
 t.test('local state persists across restarts and expires', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'zedge-state-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
@@ -79,6 +96,7 @@ t.test('local state persists across restarts and expires', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 5));
   t.equal(await second.get('short'), undefined);
   t.notOk(await lockOverlaps([second, second, second]), 'the lock is exclusive');
+  await checkCounters(t, second, second);
 });
 
 if (BACKENDS.includes('production')) {
@@ -95,6 +113,7 @@ if (BACKENDS.includes('production')) {
     t.notOk(await lockOverlaps([a, b, a, b]), 'one holder at a time across clients');
     await a.delete('session');
     t.equal(await b.get('session'), undefined);
+    await checkCounters(t, a, b);
   });
 }
 
