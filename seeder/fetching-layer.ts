@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import { type FileHandle, open } from 'node:fs/promises';
 import type { Flight } from '../shared/layer-flight.ts';
-import type { LayerFile } from '../shared/layer-transfer.ts';
+import { type LayerFile, untilReadable } from '../shared/layer-transfer.ts';
 import { readFully } from '../shared/torrent/file-chunk-store.ts';
 import { RecentPieces } from '../shared/torrent/recent-pieces.ts';
 import type { PieceSource } from './layer-chunk-store.ts';
@@ -45,6 +45,9 @@ export class FetchingLayer implements PieceSource {
   private file: OpenFile;
   private failure: Error | undefined;
   private closed = false;
+  // Resolved by close(): ends the wait for the partial file's next bytes.
+  private markClosed!: () => void;
+  private readonly closing = new Promise<void>((resolve) => (this.markClosed = resolve));
 
   private constructor(
     private readonly flight: Flight,
@@ -98,6 +101,7 @@ export class FetchingLayer implements PieceSource {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.markClosed();
     this.fail(new Error('no longer seeded'));
     this.recent.clear();
     this.file.retired = true;
@@ -109,12 +113,7 @@ export class FetchingLayer implements PieceSource {
     const { pieceLength, pieceHashes } = this.options;
     for (let index = 0; index < this.pieceCount; index++) {
       const end = Math.min(partial.size, (index + 1) * pieceLength);
-      while (partial.readable() < end) {
-        const failure = partial.failure();
-        if (failure) throw failure;
-        if (this.closed) return;
-        await partial.changed();
-      }
+      await untilReadable(partial, end - 1, this.closing);
       if (this.closed) return;
       const piece = await readPiece(partial.handle, index, pieceLength, partial.size);
       const hash = createHash('sha1').update(piece).digest();

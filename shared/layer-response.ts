@@ -16,27 +16,24 @@ export async function sendLayerFile(
   onBytes?: (bytes: number) => void,
 ): Promise<FastifyReply> {
   const { digest } = file;
-  let range: { start: number; end: number } | undefined;
+  let start: number;
+  let end: number;
+  // Until the answer is handed to copyRange, any way out gives the file back (release is idempotent).
   try {
-    range = parseRange(request.headers.range, file.size);
-  } catch (error) {
-    file.release();
-    throw error;
-  }
-  const start = range?.start ?? 0;
-  const end = range?.end ?? file.size - 1;
-  reply
-    .header('Docker-Content-Digest', digest)
-    .header('Accept-Ranges', 'bytes')
-    .header('ETag', `"${digest}"`)
-    .header('Content-Type', MediaTypes.octetStream)
-    .header('Content-Length', end - start + 1);
-  if (range) reply.code(206).header('Content-Range', `bytes ${start}-${end}/${file.size}`);
-  if (request.method === 'HEAD') {
-    file.release();
-    return reply.send();
-  }
-  try {
+    const range = parseRange(request.headers.range, file.size);
+    start = range?.start ?? 0;
+    end = range?.end ?? file.size - 1;
+    reply
+      .header('Docker-Content-Digest', digest)
+      .header('Accept-Ranges', 'bytes')
+      .header('ETag', `"${digest}"`)
+      .header('Content-Type', MediaTypes.octetStream)
+      .header('Content-Length', end - start + 1);
+    if (range) reply.code(206).header('Content-Range', `bytes ${start}-${end}/${file.size}`);
+    if (request.method === 'HEAD') {
+      file.release();
+      return reply.send();
+    }
     if (end >= start) await untilReadable(file, start);
   } catch (error) {
     file.release();
