@@ -171,6 +171,26 @@ t.test('the dashboard shows the fleet and a running job live', async (t) => {
   t.pass("the seeder's cache and the layers' swarms");
   await screenshot(page, '3-completed');
 
+  // An operator cancels a job from its card (after saying yes to the browser's question).
+  const timed = await createDistribution(registry.url, {
+    image: 'ops/desktop:v1',
+    hosts: ['host-b1'],
+    timeoutSeconds: 3600,
+  });
+  const timedCard = page.locator(`#live-jobs article[data-job="${timed.id}"]`);
+  await timedCard.waitFor({ timeout: UPDATE_MS });
+  t.match(await timedCard.locator('.meta').textContent(), /ends by .* \(timeout\)$/, 'its deadline');
+  const asked: string[] = [];
+  page.once('dialog', (dialog) => {
+    asked.push(dialog.message());
+    void dialog.accept();
+  });
+  await timedCard.locator('button.cancel-job').click();
+  const cancelledRow = page.locator(`#ended-jobs tr[data-job="${timed.id}"]`);
+  await cancelledRow.waitFor({ timeout: UPDATE_MS });
+  t.match(asked, [/Cancel the deploy of ops\/desktop:v1\?/], 'the browser asked first');
+  t.equal(await cancelledRow.locator('td').nth(1).textContent(), 'cancelled');
+
   t.same(problems, [], 'no script errors, no refused resources');
   await browser.close();
 });

@@ -160,14 +160,23 @@ function renderJob(job) {
   );
   return el(
     'article',
-    { class: 'job', 'data-job': job.id },
-    el('h3', {}, job.image, ' ', el('span', { class: `status-${job.status} job-status` }, job.status)),
+    { class: 'job', 'data-job': job.id, 'data-image': job.image },
+    el(
+      'h3',
+      {},
+      job.image,
+      ' ',
+      el('span', { class: `status-${job.status} job-status` }, job.status),
+      ' ',
+      el('button', { type: 'button', class: 'cancel-job', 'data-job': job.id }, 'cancel'),
+    ),
     el(
       'p',
       { class: 'meta' },
       `job ${job.id}, started ${time(job.createdAt)}, ${job.layers.length} layers of ${bytes(
         job.layers.reduce((sum, layer) => sum + layer.size, 0),
       )}`,
+      job.deadlineAt ? `, ends by ${time(job.deadlineAt)} (timeout)` : '',
     ),
     el(
       'p',
@@ -438,6 +447,23 @@ function connectionState(state, text) {
   node.className = `connection ${state}`;
   node.textContent = text;
 }
+
+// Cancelling a job from its card (cards are drawn anew with every snapshot: one listener for all).
+document.getElementById('live-jobs').addEventListener('click', async (event) => {
+  const button = event.target.closest('button.cancel-job');
+  if (!button) return;
+  const image = button.closest('article.job').dataset.image;
+  if (!window.confirm(`Cancel the deploy of ${image}? Its hosts stop downloading it.`)) return;
+  button.disabled = true;
+  const answer = await fetch(`../api/v1/distributions/${button.dataset.job}`, { method: 'DELETE' }).catch(
+    (error) => ({ ok: false, status: 0, json: async () => ({ detail: error.message }) }),
+  );
+  if (!answer.ok) {
+    const problem = await answer.json().catch(() => ({}));
+    window.alert(`The deploy of ${image} was not cancelled: ${problem.detail ?? `HTTP ${answer.status}`}`);
+    button.disabled = false;
+  }
+});
 
 const events = new EventSource('../api/v1/dashboard/events');
 events.addEventListener('snapshot', (message) => {
