@@ -47,6 +47,8 @@ export interface Download {
 
 /** What a download stopped because nobody wants it any more (its job ended) fails with. */
 export class DownloadNotWantedError extends Error {
+  override name = 'DownloadNotWantedError';
+
   constructor(digest: Digest) {
     super(`the download of ${digest} is no longer wanted`);
   }
@@ -116,23 +118,35 @@ export class Downloader {
   ): Download {
     if (this.closing.signal.aborted) throw new Error('agent is closing');
     let download = this.downloads.get(digest);
-    if (!download) {
-      const stop = new AbortController();
-      download = {
-        flight: new Flight<Way>(digest),
-        bytes: emptyTally(),
-        checked: 0,
-        stop,
-        signal: AbortSignal.any([this.closing.signal, stop.signal]),
-        pulled: false,
-        holders: new Set(),
-      };
-      this.downloads.set(digest, download);
-      void this.run(download, prefetch);
-    }
+    if (!download) download = this.start(digest, prefetch);
+    // Stopping because nobody wanted it, and wanted again: a new download, once the old one has let
+    // go of the layer's files (its verified pieces are the new one's to resume from).
+    else if (download.stop.signal.aborted) download = this.start(digest, prefetch, download.flight.done);
     if (signal) this.hold(download, signal);
     else download.pulled = true;
     return download;
+  }
+
+  private start(digest: Digest, prefetch: boolean, after?: Promise<unknown>): Running {
+    const stop = new AbortController();
+    const download: Running = {
+      flight: new Flight<Way>(digest),
+      bytes: emptyTally(),
+      checked: 0,
+      stop,
+      signal: AbortSignal.any([this.closing.signal, stop.signal]),
+      pulled: false,
+      holders: new Set(),
+    };
+    this.downloads.set(digest, download);
+    void (after ?? Promise.resolve()).catch(() => {}).then(() => this.run(download, prefetch));
+    return download;
+  }
+
+  /** Forgets a download that ended, unless a newer one of the layer took its place. */
+  private forget(download: Running): void {
+    if (this.downloads.get(download.flight.digest) === download)
+      this.downloads.delete(download.flight.digest);
   }
 
   private hold(download: Running, signal: AbortSignal): void {
@@ -178,6 +192,8 @@ export class Downloader {
       phaseStart = now;
     };
     try {
+      // Stopped while it waited for an earlier download of the layer to let go.
+      signal.throwIfAborted();
       const torrent = await this.torrents.get(digest, undefined, signal).catch((error: Error) => {
         this.hooks.onFallback?.(digest, `no torrent: ${error.message}`);
         return undefined;
@@ -247,7 +263,7 @@ export class Downloader {
       await handle.datasync();
       const unpin = await reservation.commit({ pin: true });
       phase('sync');
-      this.downloads.delete(digest);
+      this.forget(download);
       flight.settle('cached', undefined, unpin);
       this.hooks.onCached?.(digest, size, torrent, (Date.now() - flight.startedAt) / 1000, phases);
     } catch (error) {
@@ -256,7 +272,7 @@ export class Downloader {
       // Settled before the download is forgotten: a new one must not find its directory being removed.
       const wrong = failure instanceof DigestMismatchError;
       await (wrong ? reservation?.abort() : reservation?.suspend())?.catch(() => {});
-      this.downloads.delete(digest);
+      this.forget(download);
       flight.settle('failed', failure);
       // A flight that began closes the file with its last reader; one that did not, here.
       if (flight.size === undefined) await handle?.close().catch(() => {});

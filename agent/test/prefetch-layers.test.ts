@@ -2,13 +2,16 @@
 // checked, pieces taken rarest first), and a cancel stops its downloads that no pull wants while a
 // client's pull of another layer goes on. Real registry, tracker and two agents on loopback; the
 // job's bytes come from a seeding agent whose upload is limited to 1 MB/s, so the job takes seconds.
+// And a layer wanted again while its stopped download is letting go gets a download of its own.
 import t from 'tap';
+import type { Digest } from '../../shared/digest.ts';
 import { agentStatus, startAgent } from '../../test/support/agent.ts';
 import { asAdmin } from '../../test/support/auth.ts';
-import { provisionBackend, startRegistryAndTracker } from '../../test/support/backends.ts';
+import { provisionBackend, startRegistry, startRegistryAndTracker } from '../../test/support/backends.ts';
 import { apiCall, createDistribution } from '../../test/support/fleet-api.ts';
-import { pushImage } from '../../test/support/oci.ts';
+import { pushBlobMonolithic, pushImage, randomBlob } from '../../test/support/oci.ts';
 import { eventually } from '../../test/support/seeder.ts';
+import { DownloadNotWantedError } from '../downloader.ts';
 
 const MiB = 1024 * 1024;
 
@@ -100,6 +103,11 @@ t.test('an agent reports per-layer progress, and a cancel stops what only the jo
       hostView!.layers.reduce((sum, layer) => sum + layer.bytesDone, 0),
       "the host's bytes are its layers' bytes",
     );
+    // The agent shows the job too.
+    const [local] = (await agentStatus(host.url)).jobs;
+    t.equal(local?.id, id, "the job in the agent's status");
+    const localLayer = local?.layers.find((layer) => layer.digest === prefetchedOnly.digest);
+    t.ok(localLayer && localLayer.bytesDone > 0, `with its layers: ${JSON.stringify(localLayer)}`);
     const layerTotal = view.progress.layers.find((layer) => layer.digest === prefetchedOnly.digest)!;
     t.ok(layerTotal.fraction > 0 && layerTotal.fraction < 1, `the layer is ${layerTotal.fraction} done`);
     t.equal(layerTotal.hostsCompleted, 0);
@@ -168,4 +176,29 @@ t.test('an agent reports per-layer progress, and a cancel stops what only the jo
     const cached = await asAdmin(`${host.url}/v2/jobs/layers/blobs/${prefetchedOnly.digest}`);
     t.ok(Buffer.from(await cached.arrayBuffer()).equals(prefetchedOnly.data), 'the layer is whole');
   });
+});
+
+t.test('a layer wanted again while its stopped download lets go gets a new download', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const registry = await startRegistry(t, resources);
+  const layer = randomBlob(2 * MiB);
+  await pushBlobMonolithic(registry, 'jobs/again', layer.data);
+  const agent = await startAgent(t, { ZEDGE_REGISTRY_URL: registry.url });
+  const { downloader } = agent.server.context;
+  const digest = layer.digest as Digest;
+
+  // A job's prefetch lets go at once; a pull asks for the layer in the same moment.
+  const job = new AbortController();
+  const prefetch = downloader.fetch(digest, { prefetch: true, signal: job.signal });
+  job.abort();
+  const pull = downloader.fetch(digest);
+  t.not(pull, prefetch, 'the pull gets a download of its own');
+  const stopped = await prefetch.flight.done.then(
+    () => undefined,
+    (error: Error) => error,
+  );
+  t.ok(stopped instanceof DownloadNotWantedError, `the stopped one fails as no longer wanted: ${stopped}`);
+  await pull.flight.done;
+  const served = await asAdmin(`${agent.url}/v2/jobs/again/blobs/${layer.digest}`);
+  t.ok(Buffer.from(await served.arrayBuffer()).equals(layer.data), 'the layer is cached whole');
 });
