@@ -8,6 +8,7 @@ import type { Downloader } from './downloader.ts';
 import type { Layers } from './layers.ts';
 import type { Manifests } from './manifests.ts';
 import type { AgentMetrics } from './metrics.ts';
+import type { Prefetcher } from './prefetch.ts';
 import type { ByteSource } from './sources.ts';
 import type { Swarm } from './swarm.ts';
 
@@ -21,6 +22,8 @@ export interface AgentContext {
   layers: Layers;
   manifests: Manifests;
   metrics: AgentMetrics;
+  /** The host's distribution jobs. */
+  prefetcher: Prefetcher;
   /** Layer bytes received since start, by source (the same counts are in /metrics). */
   bytesBySource: Record<ByteSource, number>;
   /** A layer's size as its torrent names it (undefined when the center does not know the layer). */

@@ -74,8 +74,9 @@ export class Prefetcher {
     }
   }
 
-  get jobs(): string[] {
-    return [...this.running.keys()];
+  /** The jobs running here and their layers, as the agent's status shows them. */
+  status(): { id: string; image: string; layers: LayerReport[] }[] {
+    return [...this.running.values()].map((run) => run.status());
   }
 }
 
@@ -183,15 +184,24 @@ class JobRun {
     return tally;
   }
 
-  private async send(status: JobReport['status'], error?: string): Promise<void> {
-    const bytesBySource = { ...this.bytesBySource };
-    const layers = this.layers.map((layer): LayerReport => {
-      for (const [source, bytes] of Object.entries(this.sourcesOf(layer)))
-        bytesBySource[source as ByteSource] += bytes;
+  status(): { id: string; image: string; layers: LayerReport[] } {
+    return { id: this.job.id, image: this.job.image, layers: this.layerReports() };
+  }
+
+  private layerReports(): LayerReport[] {
+    return this.layers.map((layer) => {
       const bytesDone =
         layer.status === 'completed' ? layer.size : Math.min(layer.size, layer.download?.checked ?? 0);
       return { digest: layer.digest, status: layer.status, bytesDone };
     });
+  }
+
+  private async send(status: JobReport['status'], error?: string): Promise<void> {
+    const bytesBySource = { ...this.bytesBySource };
+    for (const layer of this.layers)
+      for (const [source, bytes] of Object.entries(this.sourcesOf(layer)))
+        bytesBySource[source as ByteSource] += bytes;
+    const layers = this.layerReports();
     const answer = await this.report(this.job.id, {
       status,
       bytesDone: layers.reduce((sum, layer) => sum + layer.bytesDone, 0),

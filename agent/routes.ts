@@ -1,5 +1,5 @@
-// The agent's management surface: /api/v1/status (cache, downloads with bytes by source) and
-// /healthz. Errors are problem documents.
+// The agent's management surface: /api/v1/status (cache, downloads with bytes by source, the host's
+// distribution jobs) and /healthz. Errors are problem documents.
 import { stat } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { ProblemError, problemOf } from '../shared/errors.ts';
@@ -23,7 +23,7 @@ export async function agentApiRoutes(app: FastifyInstance, context: AgentContext
   });
 
   app.get('/api/v1/status', async () => {
-    const { cache, downloader, swarm, config } = context;
+    const { cache, downloader, swarm, config, prefetcher } = context;
     return {
       zone: config.zone,
       center: config.centerUrl,
@@ -34,16 +34,18 @@ export async function agentApiRoutes(app: FastifyInstance, context: AgentContext
       layers: cache
         .list()
         .map((entry) => ({ ...cacheEntryView(entry), seeding: swarm.seedStatus(entry.digest) ?? null })),
-      downloads: downloader.list().map(({ flight, bytes }) => ({
+      downloads: downloader.list().map(({ flight, bytes, checked }) => ({
         digest: flight.digest,
         state: flight.state,
         way: flight.source ?? null,
-        bytesDone: flight.written,
+        // Verified bytes wherever they are in the layer (a prefetch takes the rarest pieces first).
+        bytesDone: checked,
         bytesTotal: flight.size ?? null,
-        progress: flight.size ? flight.written / flight.size : 0,
+        progress: flight.size ? checked / flight.size : 0,
         bytesBySource: bytes,
         startedAt: new Date(flight.startedAt).toISOString(),
       })),
+      jobs: prefetcher.status(),
       bytesBySource: context.bytesBySource,
       bytesUploaded: swarm.uploadedBytes,
     };

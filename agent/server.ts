@@ -127,6 +127,8 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
   );
   layers = new Layers(cache, downloader, started, torrents, metrics);
   const manifests = new Manifests(center, config.tagTtlMs);
+  let membership: Membership | undefined;
+  const prefetcher = new Prefetcher(cache, downloader, (id, report) => membership!.report(id, report), log);
   const context: AgentContext = {
     config,
     center,
@@ -137,6 +139,7 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
     layers,
     manifests,
     metrics,
+    prefetcher,
     bytesBySource,
     async torrentSize(digest: Digest) {
       try {
@@ -162,9 +165,6 @@ export async function createAgent(config: AgentConfig, logger?: Logger): Promise
   instrumentHttp(app, metrics, agentRouteOf);
   await app.register(async (scope) => agentApiRoutes(scope, context));
   await app.register(async (scope) => agentOciRoutes(scope, context));
-
-  const prefetcher = new Prefetcher(cache, downloader, (id, report) => membership!.report(id, report), log);
-  let membership: Membership | undefined;
 
   return {
     app,

@@ -70,6 +70,7 @@ export async function startFleetAgent(
 export interface AgentStatus {
   layers: { digest: string; size: number; pins: number; seeding: { infoHash: string } | null }[];
   downloads: { digest: string; state: string; bytesDone: number; bytesBySource: Record<string, number> }[];
+  jobs: { id: string; image: string; layers: { digest: string; status: string; bytesDone: number }[] }[];
   bytesBySource: { peers: number; edge: number; center: number };
   bytesUploaded: number;
 }
