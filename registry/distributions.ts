@@ -3,9 +3,9 @@
 // registry never connects to the hosts) and report progress per host. A job is `pending` until a
 // host starts, `running` until every host ended, then `completed` (or `failed` if a host failed),
 // or `cancelled`; a job given a timeout ends when it passes, its hosts still at work failing. A host
-// that goes offline mid-job (or online when the job was made, then silent
-// before it started) fails for that job; one offline from the start picks the job up when it comes
-// back, and so does a failed one, while the job is live.
+// that goes offline mid-job (or online when the job was made, then silent before it started) fails
+// for that job; one offline from the start picks the job up when it comes back, and so does a failed
+// one, while the job is live.
 import { createHash } from 'node:crypto';
 import type { Database, Queryable } from '../shared/db/database.ts';
 import { problems } from '../shared/errors.ts';
@@ -408,41 +408,54 @@ export class Distributions {
     await this.db.transaction((tx) => this.failTimedOut(tx, id));
     const offline = fleet.filter((host) => host.state === 'offline');
     if (offline.length === 0) return;
+    // A host silent while running the job, or silent since before it started though it was online
+    // when the job was made.
+    const silent = `h.host_id = silent.host_id AND (h.status = 'running' OR (h.status = 'pending'
+      AND silent.last_heartbeat_at >= d.created_at - make_interval(secs => $4)))`;
+    const offlineHosts = `unnest($2::text[], $3::timestamptz[]) AS silent(host_id, last_heartbeat_at)`;
     await this.db.transaction(async (tx) => {
-      const failed = await tx.query<{ distribution_id: string }>(
-        `UPDATE distribution_hosts h SET status = 'failed', error = $3, updated_at = CURRENT_TIMESTAMP
-         FROM distributions d, unnest($2::text[], $4::timestamptz[]) AS silent(host_id, last_heartbeat_at)
-         WHERE d.id = h.distribution_id AND d.status IN ('pending', 'running')
-           AND ($1::uuid IS NULL OR h.distribution_id = $1::uuid)
-           AND h.host_id = silent.host_id
-           AND (h.status = 'running' OR (h.status = 'pending'
-             AND silent.last_heartbeat_at >= d.created_at - make_interval(secs => $5)))
-         RETURNING h.distribution_id`,
+      const jobs = await lockLiveJobs(
+        tx,
+        `($1::uuid IS NULL OR d.id = $1::uuid) AND EXISTS (SELECT 1 FROM distribution_hosts h, ${offlineHosts}
+           WHERE h.distribution_id = d.id AND ${silent})`,
         [
           id ?? null,
           offline.map((host) => host.hostId),
-          WENT_OFFLINE,
           offline.map((host) => host.lastHeartbeatAt),
           this.fleet.offlineAfterSeconds,
         ],
       );
-      for (const job of new Set(failed.map((row) => row.distribution_id))) await this.settle(tx, job);
+      if (jobs.length === 0) return;
+      await tx.query(
+        `UPDATE distribution_hosts h SET status = 'failed', error = $5, updated_at = CURRENT_TIMESTAMP
+         FROM distributions d, ${offlineHosts}
+         WHERE d.id = h.distribution_id AND d.id = ANY($1::uuid[]) AND ${silent}`,
+        [
+          jobs,
+          offline.map((host) => host.hostId),
+          offline.map((host) => host.lastHeartbeatAt),
+          this.fleet.offlineAfterSeconds,
+          WENT_OFFLINE,
+        ],
+      );
+      for (const job of jobs) await this.settle(tx, job);
     });
   }
 
   /** Live jobs past their deadline (job `id`, or every one) end: their hosts still at work fail. */
   private async failTimedOut(tx: Queryable, id?: string): Promise<void> {
-    const failed = await tx.query<{ distribution_id: string }>(
-      `UPDATE distribution_hosts h SET status = 'failed', error = $2, updated_at = CURRENT_TIMESTAMP
-       FROM distributions d
-       WHERE d.id = h.distribution_id AND d.status IN ('pending', 'running')
-         AND d.deadline_at <= CURRENT_TIMESTAMP
-         AND ($1::uuid IS NULL OR h.distribution_id = $1::uuid)
-         AND h.status IN ('pending', 'running')
-       RETURNING h.distribution_id`,
-      [id ?? null, TIMED_OUT],
+    const jobs = await lockLiveJobs(
+      tx,
+      '($1::uuid IS NULL OR d.id = $1::uuid) AND d.deadline_at <= CURRENT_TIMESTAMP',
+      [id ?? null],
     );
-    for (const job of new Set(failed.map((row) => row.distribution_id))) await this.settle(tx, job);
+    if (jobs.length === 0) return;
+    await tx.query(
+      `UPDATE distribution_hosts SET status = 'failed', error = $2, updated_at = CURRENT_TIMESTAMP
+       WHERE distribution_id = ANY($1::uuid[]) AND status IN ('pending', 'running')`,
+      [jobs, TIMED_OUT],
+    );
+    for (const job of jobs) await this.settle(tx, job);
   }
 
   /** Derives and stores a live job's status from its hosts'. */
@@ -523,6 +536,20 @@ export class Distributions {
       hosts,
     };
   }
+}
+
+/**
+ * Locks the live jobs (`d`) that `where` picks, in id order, and answers their ids. Hosts' rows are
+ * changed only under their job's lock, taken first, as a report does: two changes of one job never
+ * wait on each other's locks the other way round (a deadlock PostgreSQL would end with an error).
+ */
+async function lockLiveJobs(tx: Queryable, where: string, parameters: unknown[]): Promise<string[]> {
+  const rows = await tx.query<{ id: string }>(
+    `SELECT d.id FROM distributions d WHERE d.status IN ('pending', 'running') AND ${where}
+     ORDER BY d.id FOR UPDATE`,
+    parameters,
+  );
+  return rows.map((row) => row.id);
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
