@@ -70,7 +70,7 @@ export async function deploy(image: string, options: DeployOptions): Promise<num
   return final.status === 'completed' ? 0 : 1;
 }
 
-/** Cancels a live job; resolves to the exit code (1 when the job had already ended otherwise). */
+/** Cancels a live job; resolves to the exit code: 0 when this cancel ended it, 1 when it had ended before. */
 export async function cancelDeploy(id: string, options: { registry: string }): Promise<number> {
   const path = `/distributions/${encodeURIComponent(id)}`;
   const counts = (job: Job) =>
