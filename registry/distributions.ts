@@ -296,12 +296,17 @@ export class Distributions {
     await this.onJobsChanged(hostIds).catch(() => {});
   }
 
+  /** Ends the live jobs past their deadline and fails their hosts gone silent (see failOverdueHosts). */
+  async sweep(): Promise<void> {
+    await this.failOverdueHosts(await this.fleet.list());
+  }
+
   /**
    * Jobs by status, the age of the oldest live one (what a "stuck job" alert watches), the hosts of
    * live jobs by their status in them, and the bytes hosts got for jobs by source.
    */
   async stats(): Promise<DistributionStats> {
-    await this.failOverdueHosts(await this.fleet.list());
+    await this.sweep();
     const rows = await this.db.query<{ status: string; count: number; oldest: number | null }>(
       `SELECT status, COUNT(*)::int AS count,
          MAX(EXTRACT(EPOCH FROM (CURRENT_TIMESTAMP - created_at)))::float8 AS oldest

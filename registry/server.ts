@@ -215,6 +215,15 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
             .catch((error) => log.warn({ err: error }, 'upload sweep failed'));
         }, config.uploadSweepIntervalMs).unref()
       : undefined;
+  // Timed-out jobs end and silent hosts fail even when nobody reads the jobs or scrapes the metrics:
+  // each registry looks every heartbeat interval (the sweep locks the jobs it changes).
+  let sweepingJobs: Promise<void> | undefined;
+  const jobSweeper = setInterval(() => {
+    sweepingJobs ??= distributions
+      .sweep()
+      .catch((error) => log.warn({ err: error }, 'distribution sweep failed'))
+      .finally(() => (sweepingJobs = undefined));
+  }, fleet.heartbeatIntervalSeconds * 1000).unref();
   // Every registry looks when a collection is due; one of them starts it (gc-scheduler.ts).
   const gcScheduler =
     config.gcIntervalSeconds > 0
@@ -234,6 +243,8 @@ export async function createRegistry(config: RegistryConfig, logger?: Logger): P
     },
     async close() {
       clearInterval(sweeper);
+      clearInterval(jobSweeper);
+      await sweepingJobs;
       await gcScheduler?.stop();
       // Long polls answer now instead of holding the close up to their wait.
       jobNotices.close();

@@ -397,6 +397,30 @@ t.test('a job given a timeout ends when it passes; its hosts still at work fail'
   }
 });
 
+t.test('a timed-out job ends by itself, with nobody reading it', async (t) => {
+  const resources = await provisionBackend(t, 'embedded');
+  const registry = await startRegistry(t, resources, { ZEDGE_HEARTBEAT_SECONDS: '1' });
+  const api = `${registry.url}/api/v1`;
+  await pushImage(registry, 'dist/unwatched', 'v1', [1000]);
+  await register(api, 'quiet', 'z');
+  const job = (
+    await call(`${api}/distributions`, 'POST', {
+      image: 'dist/unwatched:v1',
+      hosts: ['quiet'],
+      timeoutSeconds: 1,
+    })
+  ).body as Job & { deadlineAt: string };
+  await new Promise((resolve) => setTimeout(resolve, 4000));
+  const readAt = Date.now();
+  const view = (await call(`${api}/distributions/${job.id}`, 'GET')).body as Job;
+  t.equal(view.status, 'failed');
+  const finished = Date.parse(view.finishedAt!);
+  t.ok(
+    finished <= Date.parse(job.deadlineAt) + 1500 && finished < readAt - 1000,
+    `it ended ${((finished - Date.parse(job.deadlineAt)) / 1000).toFixed(1)} s after its deadline, not when read`,
+  );
+});
+
 t.test('a host offline when its job is made picks the job up when it comes back', async (t) => {
   const resources = await provisionBackend(t, 'embedded');
   const registry = await startRegistry(t, resources, { ZEDGE_HEARTBEAT_SECONDS: '1' });
