@@ -11,8 +11,10 @@ import type { Database, Queryable } from '../shared/db/database.ts';
 import { problems } from '../shared/errors.ts';
 import type { Fleet, Host } from './fleet.ts';
 
-export type JobStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
-export type HostJobStatus = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
+/** A job's status, and a host's in a job: the same five. */
+export const JOB_STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export type HostJobStatus = JobStatus;
 export type LayerStatus = 'pending' | 'running' | 'completed' | 'failed';
 const LIVE: JobStatus[] = ['pending', 'running'];
 
@@ -223,12 +225,19 @@ export class Distributions {
 
   async get(id: string): Promise<DistributionView | undefined> {
     if (!UUID.test(id)) return undefined;
-    return this.load(id, await this.fleet.list());
+    const fleet = await this.fleet.list();
+    await this.failOverdueHosts(fleet, id);
+    return this.load(id, fleet);
   }
 
-  /** The last jobs (newest first, at most 100), of one status or any of several; the fleet is read once. */
+  /**
+   * The last jobs (newest first, at most 100), of one status or any of several. The fleet is read, and
+   * the overdue hosts of every job failed, once for all of them, before the jobs are picked by status.
+   */
   async list(filter: { status?: JobStatus | JobStatus[]; limit?: number } = {}): Promise<DistributionView[]> {
     const limit = Math.max(1, Math.min(filter.limit ?? 100, 100));
+    const fleet = await this.fleet.list();
+    await this.failOverdueHosts(fleet);
     const jobs =
       filter.status === undefined
         ? await this.db.query<{ id: string }>(
@@ -239,7 +248,6 @@ export class Distributions {
             'SELECT id FROM distributions WHERE status = ANY($1::text[]) ORDER BY created_at DESC LIMIT $2',
             [[filter.status].flat(), limit],
           );
-    const fleet = await this.fleet.list();
     const views: DistributionView[] = [];
     for (const { id } of jobs) {
       const view = await this.load(id, fleet);
@@ -259,7 +267,6 @@ export class Distributions {
   }
 
   private async load(id: string, fleet: Host[]): Promise<DistributionView | undefined> {
-    await this.failOverdueHosts(fleet, id);
     const jobs = await this.db.query<JobRow>('SELECT * FROM distributions WHERE id = $1', [id]);
     const job = jobs[0];
     if (!job) return undefined;

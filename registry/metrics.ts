@@ -1,7 +1,7 @@
 // The registry's own Prometheus metrics, beside the HTTP request metrics every service has.
 import { Counter, Gauge, Histogram } from 'prom-client';
 import { createServiceMetrics, type ServiceMetrics } from '../shared/metrics.ts';
-import type { DistributionStats, Distributions } from './distributions.ts';
+import { type DistributionStats, type Distributions, JOB_STATUSES } from './distributions.ts';
 import type { Fleet } from './fleet.ts';
 
 export interface RegistryMetrics extends ServiceMetrics {
@@ -87,8 +87,7 @@ export function registerFleetGauges(
     registers,
     async collect() {
       const { byStatus } = await stats();
-      for (const status of ['pending', 'running', 'completed', 'failed', 'cancelled'])
-        this.set({ status }, byStatus[status] ?? 0);
+      for (const status of JOB_STATUSES) this.set({ status }, byStatus[status] ?? 0);
     },
   });
   new Gauge({
@@ -106,8 +105,7 @@ export function registerFleetGauges(
     registers,
     async collect() {
       const { liveHostsByStatus } = await stats();
-      for (const status of ['pending', 'running', 'completed', 'failed', 'cancelled'])
-        this.set({ status }, liveHostsByStatus[status] ?? 0);
+      for (const status of JOB_STATUSES) this.set({ status }, liveHostsByStatus[status] ?? 0);
     },
   });
   new Gauge({

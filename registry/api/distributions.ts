@@ -5,13 +5,12 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { problems } from '../../shared/errors.ts';
 import { formatImageReference, parseImageReference } from '../../shared/image-reference.ts';
 import type { RegistryContext } from '../context.ts';
-import type { JobStatus, ProgressReport, Target } from '../distributions.ts';
+import { JOB_STATUSES, type JobStatus, type ProgressReport, type Target } from '../distributions.ts';
 import { resolveImageLayers } from '../image-layers.ts';
 import { hostOrAdmin, principalOf, signedIn } from './guard.ts';
 
 const HOST = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
 const ZONE = '^[A-Za-z0-9._-]{1,64}$';
-const STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled'];
 // Long enough for an edge to check every layer of the warm request with the center.
 const WARM_TOKEN_SECONDS = 600;
 
@@ -108,7 +107,7 @@ export async function distributionRoutes(app: FastifyInstance, context: Registry
 
   app.get<{ Querystring: { status?: JobStatus } }>(
     '/distributions',
-    { schema: { querystring: { type: 'object', properties: { status: { enum: STATUSES } } } } },
+    { schema: { querystring: { type: 'object', properties: { status: { enum: JOB_STATUSES } } } } },
     async (request) => {
       await signedIn(context, request);
       const jobs = await distributions.list(request.query);
